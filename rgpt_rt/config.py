@@ -59,8 +59,9 @@ class VisionConfig:
         """Encoder layers that must run to produce hidden_states[select_layer]."""
         n = self.num_layers + 1 + self.select_layer if self.select_layer < 0 else self.select_layer
         if not 0 <= n <= self.num_layers:
-            raise ConfigError(f"mm_vision_select_layer={self.select_layer} is out of range for a "
-                              f"{self.num_layers}-layer vision tower")
+            raise ConfigError(
+                f"mm_vision_select_layer={self.select_layer} is out of range for a {self.num_layers}-layer vision tower"
+            )
         return n
 
 
@@ -136,13 +137,21 @@ class ModelConfig:
         llm["eos_token_id"] = tuple(llm["eos_token_id"])
         vis = dict(d["vision"])
         vis["image_mean"], vis["image_std"] = tuple(vis["image_mean"]), tuple(vis["image_std"])
-        return ModelConfig(layout=d["layout"], vision=VisionConfig(**vis), region=RegionConfig(**d["region"]),
-                           connector=ConnectorConfig(**d["connector"]), llm=LlamaConfig(**llm),
-                           conv_template=d["conv_template"], image_token=d["image_token"],
-                           region_token=d["region_token"], image_aspect_ratio=d["image_aspect_ratio"])
+        return ModelConfig(
+            layout=d["layout"],
+            vision=VisionConfig(**vis),
+            region=RegionConfig(**d["region"]),
+            connector=ConnectorConfig(**d["connector"]),
+            llm=LlamaConfig(**llm),
+            conv_template=d["conv_template"],
+            image_token=d["image_token"],
+            region_token=d["region_token"],
+            image_aspect_ratio=d["image_aspect_ratio"],
+        )
 
 
 # ---- readers ------------------------------------------------------------------------------------------
+
 
 def _need(d: dict[str, Any], key: str, where: str) -> Any:
     if key not in d:
@@ -163,25 +172,46 @@ def vision_config_from_hf(d: dict[str, Any], select_layer: int, where: str) -> V
     """Read a Hugging Face CLIPVisionConfig / SiglipVisionConfig dict."""
     model_type = d.get("model_type", "clip_vision_model")
     if model_type in ("clip_vision_model", "clip"):
-        flavour = dict(model_type="clip_vision_model", class_token=True, pre_layernorm=True, patch_bias=False,
-                       image_mean=CLIP_MEAN, image_std=CLIP_STD, hidden_act=d.get("hidden_act", "quick_gelu"),
-                       layer_norm_eps=d.get("layer_norm_eps", 1e-5))
+        flavour = dict(
+            model_type="clip_vision_model",
+            class_token=True,
+            pre_layernorm=True,
+            patch_bias=False,
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+            hidden_act=d.get("hidden_act", "quick_gelu"),
+            layer_norm_eps=d.get("layer_norm_eps", 1e-5),
+        )
     elif model_type in ("siglip_vision_model", "siglip"):
-        flavour = dict(model_type="siglip_vision_model", class_token=False, pre_layernorm=False, patch_bias=True,
-                       image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD,
-                       hidden_act=d.get("hidden_act", "gelu_pytorch_tanh"),
-                       layer_norm_eps=d.get("layer_norm_eps", 1e-6))
+        flavour = dict(
+            model_type="siglip_vision_model",
+            class_token=False,
+            pre_layernorm=False,
+            patch_bias=True,
+            image_mean=SIGLIP_MEAN,
+            image_std=SIGLIP_STD,
+            hidden_act=d.get("hidden_act", "gelu_pytorch_tanh"),
+            layer_norm_eps=d.get("layer_norm_eps", 1e-6),
+        )
     else:
-        raise ConfigError(f"{where}: vision tower model_type '{model_type}' is not supported "
-                          "(expected clip_vision_model or siglip_vision_model)")
+        raise ConfigError(
+            f"{where}: vision tower model_type '{model_type}' is not supported "
+            "(expected clip_vision_model or siglip_vision_model)"
+        )
     if "image_mean" in d:
         flavour["image_mean"] = tuple(d["image_mean"])
         flavour["image_std"] = tuple(_need(d, "image_std", where))
     cfg = VisionConfig(
-        hidden_size=_need(d, "hidden_size", where), intermediate_size=_need(d, "intermediate_size", where),
-        num_layers=_need(d, "num_hidden_layers", where), num_heads=_need(d, "num_attention_heads", where),
-        image_size=_need(d, "image_size", where), patch_size=_need(d, "patch_size", where),
-        select_layer=select_layer, num_channels=d.get("num_channels", 3), **flavour)
+        hidden_size=_need(d, "hidden_size", where),
+        intermediate_size=_need(d, "intermediate_size", where),
+        num_layers=_need(d, "num_hidden_layers", where),
+        num_heads=_need(d, "num_attention_heads", where),
+        image_size=_need(d, "image_size", where),
+        patch_size=_need(d, "patch_size", where),
+        select_layer=select_layer,
+        num_channels=d.get("num_channels", 3),
+        **flavour,
+    )
     if cfg.hidden_act not in ("quick_gelu", "gelu_pytorch_tanh", "gelu"):
         raise ConfigError(f"{where}: vision hidden_act '{cfg.hidden_act}' is not supported")
     cfg.layers_used  # noqa: B018 - validates select_layer now rather than at first use
@@ -217,13 +247,21 @@ def llama_config_from_hf(d: dict[str, Any], where: str) -> LlamaConfig:
     if heads % kv:
         raise ConfigError(f"{where}: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}")
     return LlamaConfig(
-        vocab_size=_need(d, "vocab_size", where), hidden_size=hidden,
-        intermediate_size=_need(d, "intermediate_size", where), num_layers=_need(d, "num_hidden_layers", where),
-        num_heads=heads, num_kv_heads=kv, head_dim=d.get("head_dim") or hidden // heads,
-        rms_norm_eps=d.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
+        vocab_size=_need(d, "vocab_size", where),
+        hidden_size=hidden,
+        intermediate_size=_need(d, "intermediate_size", where),
+        num_layers=_need(d, "num_hidden_layers", where),
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=d.get("head_dim") or hidden // heads,
+        rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+        rope_theta=theta,
+        rope_scaling=scaling,
         max_position_embeddings=d.get("max_position_embeddings", 2048),
-        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)), bos_token_id=d.get("bos_token_id"),
-        eos_token_id=eos_ids)
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        bos_token_id=d.get("bos_token_id"),
+        eos_token_id=eos_ids,
+    )
 
 
 def _refine_depth(name: str, where: str) -> int:
@@ -240,14 +278,18 @@ def _region_config(d: dict[str, Any], default_grid: int, connector: str, where: 
     kind = d.get("type", d.get("region_extractor_type", "regiongpt"))
     if kind != "regiongpt":
         raise ConfigError(f"{where}: region extractor type '{kind}' is not supported (expected regiongpt)")
-    return RegionConfig(refine_depth=_refine_depth(d.get("refine", "deconv2x2"), where),
-                        image_grid=int(d.get("image_grid", default_grid)), region_connector=connector)
+    return RegionConfig(
+        refine_depth=_refine_depth(d.get("refine", "deconv2x2"), where),
+        image_grid=int(d.get("image_grid", default_grid)),
+        region_connector=connector,
+    )
 
 
 def _check_connector(kind: str, where: str) -> str:
     if kind not in ("mlp2x_gelu", "mlp_downsample"):
-        raise ConfigError(f"{where}: mm_projector_type '{kind}' is not supported "
-                          "(expected mlp2x_gelu or mlp_downsample)")
+        raise ConfigError(
+            f"{where}: mm_projector_type '{kind}' is not supported (expected mlp2x_gelu or mlp_downsample)"
+        )
     return kind
 
 
@@ -259,42 +301,62 @@ def detect_layout(path: str | Path) -> str:
         return "vila"
     if (p / "config.json").is_file():
         return "llava"
-    raise ConfigError(f"{p} is neither a llava-layout checkpoint (config.json) nor a vila-layout one "
-                      f"(sub-directories {', '.join(VILA_SUBDIRS)})")
+    raise ConfigError(
+        f"{p} is neither a llava-layout checkpoint (config.json) nor a vila-layout one "
+        f"(sub-directories {', '.join(VILA_SUBDIRS)})"
+    )
 
 
 def read_llava_config(path: Path) -> ModelConfig:
     where = str(path / "config.json")
     d = read_json(path / "config.json")
-    vision = vision_config_from_hf(_need(d, "vision_config", where), d.get("mm_vision_select_layer", -2),
-                                   f"{where} vision_config")
+    vision = vision_config_from_hf(
+        _need(d, "vision_config", where), d.get("mm_vision_select_layer", -2), f"{where} vision_config"
+    )
     re_cfg = d.get("region_extractor", {})
     shared = re_cfg.get("shared_connector", True)
     region = _region_config(re_cfg, vision.grid, "shared" if shared else "linear", where)
     llm = llama_config_from_hf(d, where)
-    connector = ConnectorConfig(_check_connector(d.get("mm_projector_type", "mlp2x_gelu"), where),
-                                vision.hidden_size, llm.hidden_size)
-    return ModelConfig(layout="llava", vision=vision, region=region, connector=connector, llm=llm,
-                       conv_template=d.get("conv_template", "vicuna_v1"), image_token=d.get("image_token", "<image>"),
-                       region_token=d.get("region_token", "<region>"),
-                       image_aspect_ratio=d.get("image_aspect_ratio", "pad"))
+    connector = ConnectorConfig(
+        _check_connector(d.get("mm_projector_type", "mlp2x_gelu"), where), vision.hidden_size, llm.hidden_size
+    )
+    return ModelConfig(
+        layout="llava",
+        vision=vision,
+        region=region,
+        connector=connector,
+        llm=llm,
+        conv_template=d.get("conv_template", "vicuna_v1"),
+        image_token=d.get("image_token", "<image>"),
+        region_token=d.get("region_token", "<region>"),
+        image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
+    )
 
 
 def read_vila_config(path: Path) -> ModelConfig:
-    where = str(path / "config.json")
     top = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     vis_d = read_json(path / "vision_tower" / "config.json")
     vision = vision_config_from_hf(vis_d, top.get("mm_vision_select_layer", -2), str(path / "vision_tower"))
     llm = llama_config_from_hf(read_json(path / "llm" / "config.json"), str(path / "llm" / "config.json"))
     proj_d = read_json(path / "mm_projector" / "config.json")
-    connector = ConnectorConfig(_check_connector(proj_d.get("mm_projector_type", "mlp_downsample"),
-                                                 str(path / "mm_projector")), vision.hidden_size, llm.hidden_size)
+    connector = ConnectorConfig(
+        _check_connector(proj_d.get("mm_projector_type", "mlp_downsample"), str(path / "mm_projector")),
+        vision.hidden_size,
+        llm.hidden_size,
+    )
     re_d = read_json(path / "region_extractor" / "config.json")
     region = _region_config(re_d, vision.grid, "linear", str(path / "region_extractor"))
-    return ModelConfig(layout="vila", vision=vision, region=region, connector=connector, llm=llm,
-                       conv_template=top.get("conv_template", "llama_3"), image_token=top.get("image_token", "<image>"),
-                       region_token=top.get("region_token", "<mask>"),
-                       image_aspect_ratio=top.get("image_aspect_ratio", "pad"))
+    return ModelConfig(
+        layout="vila",
+        vision=vision,
+        region=region,
+        connector=connector,
+        llm=llm,
+        conv_template=top.get("conv_template", "llama_3"),
+        image_token=top.get("image_token", "<image>"),
+        region_token=top.get("region_token", "<mask>"),
+        image_aspect_ratio=top.get("image_aspect_ratio", "pad"),
+    )
 
 
 def read_config(path: str | Path) -> ModelConfig:

@@ -73,40 +73,60 @@ def to_ours(group: str, name: str, table: list[Route]) -> str | None:
     for r in table:
         if r.group == group and name.startswith(r.theirs) and (best is None or len(r.theirs) > len(best.theirs)):
             best = r
-    return None if best is None else best.ours + name[len(best.theirs):]
+    return None if best is None else best.ours + name[len(best.theirs) :]
 
 
 def to_theirs(key: str, table: list[Route]) -> tuple[str, str]:
     """RegionGPT key -> (group, checkpoint key)."""
     for r in table:
         if key.startswith(r.ours):
-            return r.group, r.theirs + key[len(r.ours):]
+            return r.group, r.theirs + key[len(r.ours) :]
     raise KeyError(f"no route for {key}")
 
 
 # ---- config files as each layout writes them -----------------------------------------------------------
 
+
 def hf_llama_config(c: LlamaConfig) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
-        "num_key_value_heads": c.num_kv_heads, "head_dim": c.head_dim, "hidden_act": "silu",
-        "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta, "rope_scaling": c.rope_scaling,
-        "max_position_embeddings": c.max_position_embeddings, "tie_word_embeddings": c.tie_word_embeddings,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "num_key_value_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": c.rms_norm_eps,
+        "rope_theta": c.rope_theta,
+        "rope_scaling": c.rope_scaling,
+        "max_position_embeddings": c.max_position_embeddings,
+        "tie_word_embeddings": c.tie_word_embeddings,
         "bos_token_id": c.bos_token_id,
         "eos_token_id": c.eos_token_id[0] if len(c.eos_token_id) == 1 else list(c.eos_token_id),
-        "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "torch_dtype": "float32",
     }
     return d
 
 
 def hf_vision_config(c: VisionConfig) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "model_type": c.model_type, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads, "num_channels": c.num_channels,
-        "image_size": c.image_size, "patch_size": c.patch_size, "hidden_act": c.hidden_act,
-        "layer_norm_eps": c.layer_norm_eps, "image_mean": list(c.image_mean), "image_std": list(c.image_std),
+        "model_type": c.model_type,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "num_channels": c.num_channels,
+        "image_size": c.image_size,
+        "patch_size": c.patch_size,
+        "hidden_act": c.hidden_act,
+        "layer_norm_eps": c.layer_norm_eps,
+        "image_mean": list(c.image_mean),
+        "image_std": list(c.image_std),
     }
     if c.model_type == "siglip_vision_model":
         d["vision_use_head"] = False
@@ -115,39 +135,59 @@ def hf_vision_config(c: VisionConfig) -> dict[str, Any]:
 
 def llava_config_json(cfg: ModelConfig) -> dict[str, Any]:
     d = hf_llama_config(cfg.llm)
-    d.update({
-        "architectures": ["RegionGPTLlamaForCausalLM"], "model_type": "llava_llama",
-        "vision_config": hf_vision_config(cfg.vision), "mm_vision_select_layer": cfg.vision.select_layer,
-        "mm_hidden_size": cfg.vision.hidden_size, "mm_projector_type": cfg.connector.type,
-        "image_aspect_ratio": cfg.image_aspect_ratio,
-        "region_extractor": {"type": "regiongpt", "refine": _refine_name(cfg.region.refine_depth),
-                             "image_grid": cfg.region.image_grid,
-                             "shared_connector": cfg.region.region_connector == "shared"},
-        "conv_template": cfg.conv_template, "image_token": cfg.image_token, "region_token": cfg.region_token,
-    })
+    d.update(
+        {
+            "architectures": ["RegionGPTLlamaForCausalLM"],
+            "model_type": "llava_llama",
+            "vision_config": hf_vision_config(cfg.vision),
+            "mm_vision_select_layer": cfg.vision.select_layer,
+            "mm_hidden_size": cfg.vision.hidden_size,
+            "mm_projector_type": cfg.connector.type,
+            "image_aspect_ratio": cfg.image_aspect_ratio,
+            "region_extractor": {
+                "type": "regiongpt",
+                "refine": _refine_name(cfg.region.refine_depth),
+                "image_grid": cfg.region.image_grid,
+                "shared_connector": cfg.region.region_connector == "shared",
+            },
+            "conv_template": cfg.conv_template,
+            "image_token": cfg.image_token,
+            "region_token": cfg.region_token,
+        }
+    )
     return d
 
 
 def vila_config_jsons(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
     """{relative path: config dict} for the vila layout: the top config and one per sub-directory."""
     top = {
-        "architectures": ["LlavaLlamaModel"], "model_type": "llava_llama",
-        "llm_cfg": {"_name_or_path": "./llm"}, "vision_tower_cfg": {"_name_or_path": "./vision_tower"},
+        "architectures": ["LlavaLlamaModel"],
+        "model_type": "llava_llama",
+        "llm_cfg": {"_name_or_path": "./llm"},
+        "vision_tower_cfg": {"_name_or_path": "./vision_tower"},
         "mm_projector_cfg": {"_name_or_path": "./mm_projector"},
         "region_extractor_cfg": {"_name_or_path": "./region_extractor"},
-        "mm_vision_select_layer": cfg.vision.select_layer, "mm_vision_select_feature": "cls_patch",
-        "mm_hidden_size": cfg.vision.hidden_size, "hidden_size": cfg.llm.hidden_size,
-        "image_aspect_ratio": cfg.image_aspect_ratio, "enable_region": True,
-        "conv_template": cfg.conv_template, "image_token": cfg.image_token, "region_token": cfg.region_token,
+        "mm_vision_select_layer": cfg.vision.select_layer,
+        "mm_vision_select_feature": "cls_patch",
+        "mm_hidden_size": cfg.vision.hidden_size,
+        "hidden_size": cfg.llm.hidden_size,
+        "image_aspect_ratio": cfg.image_aspect_ratio,
+        "enable_region": True,
+        "conv_template": cfg.conv_template,
+        "image_token": cfg.image_token,
+        "region_token": cfg.region_token,
     }
     return {
         "config.json": top,
         "llm/config.json": hf_llama_config(cfg.llm),
         "vision_tower/config.json": hf_vision_config(cfg.vision),
         "mm_projector/config.json": {"model_type": "v2l_projector", "mm_projector_type": cfg.connector.type},
-        "region_extractor/config.json": {"model_type": "region_extractor", "region_extractor_type": "regiongpt",
-                                         "refine": _refine_name(cfg.region.refine_depth),
-                                         "image_grid": cfg.region.image_grid},
+        "region_extractor/config.json": {
+            "model_type": "region_extractor",
+            "region_extractor_type": "regiongpt",
+            "refine": _refine_name(cfg.region.refine_depth),
+            "image_grid": cfg.region.image_grid,
+        },
     }
 
 

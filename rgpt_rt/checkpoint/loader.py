@@ -16,8 +16,14 @@ from ..errors import CheckpointError
 from ..model.regiongpt import RegionGPT
 from .layouts import groups, is_ignored, routes, to_ours
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 INDEX = "model.safetensors.index.json"
 
@@ -55,8 +61,10 @@ def weight_files(folder: Path) -> list[Path]:
         raise CheckpointError(
             f"{folder} holds pickle weights ({', '.join(pickles)}); rgpt_rt loads safetensors only, because "
             "unpickling can run arbitrary code. Convert once, in an environment you trust:\n"
-            "  python -c \"import torch, safetensors.torch as st; "
-            "st.save_file(torch.load('IN.bin', weights_only=True), 'model.safetensors', metadata={'format': 'pt'})\"")
+            f'  cd {folder} && python -c "import torch, safetensors.torch as st; '
+            f"st.save_file(torch.load('{pickles[0]}', weights_only=True), 'model.safetensors', "
+            "metadata={'format': 'pt'})\"\n(then remove the pickle file; a sharded checkpoint converts shard by shard)"
+        )
     raise CheckpointError(f"no weights found in {folder} (expected model.safetensors or {INDEX})")
 
 
@@ -87,8 +95,12 @@ def _scan(path: Path, cfg: ModelConfig) -> tuple[dict[str, tuple[Path, str, tupl
     return found, unexpected
 
 
-def load_model(path: str | Path, dtype: str | torch.dtype | None = "fp32", device: str | torch.device = "cpu",
-               cfg: ModelConfig | None = None) -> RegionGPT:
+def load_model(
+    path: str | Path,
+    dtype: str | torch.dtype | None = "fp32",
+    device: str | torch.device = "cpu",
+    cfg: ModelConfig | None = None,
+) -> RegionGPT:
     """Build RegionGPT from a llava- or vila-layout checkpoint directory, weights in `dtype` on `device`."""
     from safetensors import safe_open
 
@@ -109,12 +121,18 @@ def load_model(path: str | Path, dtype: str | torch.dtype | None = "fp32", devic
 
     missing = sorted(where(k) for k in expected if k not in found)
     unexpected += sorted(f"{where(k)}" for k in found if k not in expected)
-    misshaped = sorted(f"{where(k)}: checkpoint {list(found[k][2])}, model expects {list(s)}"
-                       for k, s in expected.items() if k in found and found[k][2] != s)
+    misshaped = sorted(
+        f"{where(k)}: checkpoint {list(found[k][2])}, model expects {list(s)}"
+        for k, s in expected.items()
+        if k in found and found[k][2] != s
+    )
     if missing or unexpected or misshaped:
         parts = [f"cannot load {path} ({cfg.layout} layout):"]
-        for title, items in (("missing tensors", missing), ("unexpected tensors", unexpected),
-                             ("tensors with the wrong shape", misshaped)):
+        for title, items in (
+            ("missing tensors", missing),
+            ("unexpected tensors", unexpected),
+            ("tensors with the wrong shape", misshaped),
+        ):
             if items:
                 parts.append(f"  {len(items)} {title}: " + "; ".join(items[:20]) + (" …" if len(items) > 20 else ""))
         raise CheckpointError("\n".join(parts))

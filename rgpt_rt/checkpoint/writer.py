@@ -44,8 +44,9 @@ def _save_group(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes:
     _write_json(folder / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def save_checkpoint(model: RegionGPT, path: str | Path, max_shard_bytes: int | None = None,
-                    dtype: torch.dtype | None = None) -> None:
+def save_checkpoint(
+    model: RegionGPT, path: str | Path, max_shard_bytes: int | None = None, dtype: torch.dtype | None = None
+) -> None:
     """Write `model` in its config's layout under `path` (weights and configs; tokenizer files are separate)."""
     path = Path(path)
     cfg: ModelConfig = model.cfg

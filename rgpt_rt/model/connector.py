@@ -12,8 +12,11 @@ class Mlp2xGelu(nn.Sequential):
     """Linear(C, D) -> GELU -> Linear(D, D); parameters `0.*` and `2.*` (LLaVA-1.5's mm_projector)."""
 
     def __init__(self, cfg: ConnectorConfig):
-        super().__init__(nn.Linear(cfg.in_features, cfg.out_features), nn.GELU(),
-                         nn.Linear(cfg.out_features, cfg.out_features))
+        super().__init__(
+            nn.Linear(cfg.in_features, cfg.out_features),
+            nn.GELU(),
+            nn.Linear(cfg.out_features, cfg.out_features),
+        )
 
 
 class Downsample2x2(nn.Module):

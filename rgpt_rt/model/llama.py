@@ -165,8 +165,10 @@ class Llama(nn.Module):
         """embeds [B, T, D], pos [B, T] (int64 absolute positions) -> logits [B, T, V]."""
         b, t, _ = embeds.shape
         if b > self.max_batch or int(pos.max()) >= self.max_seq:
-            raise ValueError(f"batch {b} / position {int(pos.max())} exceed the cache "
-                             f"({self.max_batch} x {self.max_seq}); call setup_caches with larger sizes")
+            raise ValueError(
+                f"batch {b} / position {int(pos.max())} exceed the cache "
+                f"({self.max_batch} x {self.max_seq}); call setup_caches with larger sizes"
+            )
         span = int(pos.max()) + 1
         slots = torch.arange(span, device=pos.device)
         mask = (slots[None, None, :] <= pos[:, :, None])[:, None]  # [B, 1, T, span]

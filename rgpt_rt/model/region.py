@@ -75,8 +75,9 @@ def bilinear_matrix(out_size: int, in_size: int, dtype=torch.float32, device=Non
     return m
 
 
-def region_pool(feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int,
-                eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+def region_pool(
+    feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch merge and mask pooling of one refined map, accumulated in float32.
 
     feature_map: [C, H, W] (channels-first, any float dtype)
@@ -103,8 +104,9 @@ def region_pool(feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int,
     return image.to(feature_map.dtype), regions.to(feature_map.dtype)
 
 
-def region_pool_composed(feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int,
-                         eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+def region_pool_composed(
+    feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same result from torch's own ops (adaptive_avg_pool2d + bilinear interpolate): a second reference."""
     c, h, w = feature_map.shape
     f = feature_map.float()

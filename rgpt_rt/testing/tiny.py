@@ -7,8 +7,17 @@ from pathlib import Path
 
 import torch
 
-from ..config import (CLIP_MEAN, CLIP_STD, SIGLIP_MEAN, SIGLIP_STD, ConnectorConfig, LlamaConfig, ModelConfig,
-                      RegionConfig, VisionConfig)
+from ..config import (
+    CLIP_MEAN,
+    CLIP_STD,
+    SIGLIP_MEAN,
+    SIGLIP_STD,
+    ConnectorConfig,
+    LlamaConfig,
+    ModelConfig,
+    RegionConfig,
+    VisionConfig,
+)
 from .tokenizer import LLAVA_SPECIALS, VILA_SPECIALS, train_tokenizer, write_tokenizer
 
 TINY_VOCAB = 512
@@ -17,31 +26,91 @@ TINY_VOCAB = 512
 def tiny_config(layout: str = "llava") -> ModelConfig:
     """A 2-layer width-64 ViT and a 2-layer width-64 LLaMA (GQA 4/2) in the given layout's flavour."""
     if layout == "llava":
-        vision = VisionConfig(model_type="clip_vision_model", hidden_size=64, intermediate_size=128, num_layers=2,
-                              num_heads=4, image_size=56, patch_size=14, hidden_act="quick_gelu",
-                              layer_norm_eps=1e-5, class_token=True, pre_layernorm=True, patch_bias=False,
-                              image_mean=CLIP_MEAN, image_std=CLIP_STD)
-        llm = LlamaConfig(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=172, num_layers=2, num_heads=4,
-                          num_kv_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=10000.0,
-                          max_position_embeddings=1024, bos_token_id=LLAVA_SPECIALS.index("<s>"),
-                          eos_token_id=(LLAVA_SPECIALS.index("</s>"),))
-        return ModelConfig(layout="llava", vision=vision, region=RegionConfig(image_grid=4, region_connector="shared"),
-                           connector=ConnectorConfig("mlp2x_gelu", 64, 64), llm=llm)
+        vision = VisionConfig(
+            model_type="clip_vision_model",
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=2,
+            num_heads=4,
+            image_size=56,
+            patch_size=14,
+            hidden_act="quick_gelu",
+            layer_norm_eps=1e-5,
+            class_token=True,
+            pre_layernorm=True,
+            patch_bias=False,
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        )
+        llm = LlamaConfig(
+            vocab_size=TINY_VOCAB,
+            hidden_size=64,
+            intermediate_size=172,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            head_dim=16,
+            rms_norm_eps=1e-6,
+            rope_theta=10000.0,
+            max_position_embeddings=1024,
+            bos_token_id=LLAVA_SPECIALS.index("<s>"),
+            eos_token_id=(LLAVA_SPECIALS.index("</s>"),),
+        )
+        return ModelConfig(
+            layout="llava",
+            vision=vision,
+            region=RegionConfig(image_grid=4, region_connector="shared"),
+            connector=ConnectorConfig("mlp2x_gelu", 64, 64),
+            llm=llm,
+        )
     if layout == "vila":
         # An odd 5x5 patch grid exercises mlp_downsample's zero padding, as SigLIP's 27x27 does.
-        vision = VisionConfig(model_type="siglip_vision_model", hidden_size=64, intermediate_size=128, num_layers=2,
-                              num_heads=4, image_size=70, patch_size=14, hidden_act="gelu_pytorch_tanh",
-                              layer_norm_eps=1e-6, class_token=False, pre_layernorm=False, patch_bias=True,
-                              image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
-        llm = LlamaConfig(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=172, num_layers=2, num_heads=4,
-                          num_kv_heads=2, head_dim=16, rms_norm_eps=1e-5, rope_theta=500000.0,
-                          rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                          max_position_embeddings=1024, bos_token_id=VILA_SPECIALS.index("<|begin_of_text|>"),
-                          eos_token_id=(VILA_SPECIALS.index("<|eot_id|>"),))
-        return ModelConfig(layout="vila", vision=vision, region=RegionConfig(image_grid=5, region_connector="linear"),
-                           connector=ConnectorConfig("mlp_downsample", 64, 64), llm=llm, conv_template="llama_3",
-                           region_token="<mask>")
+        vision = VisionConfig(
+            model_type="siglip_vision_model",
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=2,
+            num_heads=4,
+            image_size=70,
+            patch_size=14,
+            hidden_act="gelu_pytorch_tanh",
+            layer_norm_eps=1e-6,
+            class_token=False,
+            pre_layernorm=False,
+            patch_bias=True,
+            image_mean=SIGLIP_MEAN,
+            image_std=SIGLIP_STD,
+        )
+        llm = LlamaConfig(
+            vocab_size=TINY_VOCAB,
+            hidden_size=64,
+            intermediate_size=172,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            head_dim=16,
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+            max_position_embeddings=1024,
+            bos_token_id=VILA_SPECIALS.index("<|begin_of_text|>"),
+            eos_token_id=(VILA_SPECIALS.index("<|eot_id|>"),),
+        )
+        return ModelConfig(
+            layout="vila",
+            vision=vision,
+            region=RegionConfig(image_grid=5, region_connector="linear"),
+            connector=ConnectorConfig("mlp_downsample", 64, 64),
+            llm=llm,
+            conv_template="llama_3",
+            region_token="<mask>",
+        )
     raise ValueError(f"unknown layout '{layout}' (expected 'llava' or 'vila')")
 
 
@@ -76,8 +145,9 @@ def make_tiny_model(layout: str = "llava", seed: int = 0):
     return init_random_(RegionGPT(tiny_config(layout)), seed).eval()
 
 
-def make_tiny_checkpoint(path: str | Path, layout: str = "llava", seed: int = 0,
-                         max_shard_bytes: int | None = None) -> Path:
+def make_tiny_checkpoint(
+    path: str | Path, layout: str = "llava", seed: int = 0, max_shard_bytes: int | None = None
+) -> Path:
     """Write a tiny random RegionGPT checkpoint in `layout` ("llava" or "vila") with its tokenizer.
 
     Seeded random weights (fp32 safetensors), a byte-level BPE tokenizer trained here on the corpus
@@ -94,7 +164,17 @@ def make_tiny_checkpoint(path: str | Path, layout: str = "llava", seed: int = 0,
         write_tokenizer(path, tok, bos="<s>", eos="</s>", extra_specials=["<image>", "<region>"])
     else:
         tok = train_tokenizer(VILA_SPECIALS, TINY_VOCAB)
-        write_tokenizer(path / "llm", tok, bos="<|begin_of_text|>", eos="<|eot_id|>",
-                        extra_specials=["<image>", "<mask>", "<|start_header_id|>", "<|end_header_id|>",
-                                        "<|end_of_text|>"])
+        write_tokenizer(
+            path / "llm",
+            tok,
+            bos="<|begin_of_text|>",
+            eos="<|eot_id|>",
+            extra_specials=[
+                "<image>",
+                "<mask>",
+                "<|start_header_id|>",
+                "<|end_header_id|>",
+                "<|end_of_text|>",
+            ],
+        )
     return path

@@ -1,0 +1,22 @@
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory):
+    from rgpt_rt.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_llava", layout="llava", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vila(tmp_path_factory):
+    from rgpt_rt.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_vila", layout="vila", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(1234)
