@@ -21,7 +21,7 @@ def test_build_info_reports_the_build():
         assert info["cuda_archs"] == []
 
 
-def test_import_without_torch():
+def test_import_without_torch(tmp_path):
     code = (
         "import sys\n"
         "for name in ('torch', 'transformers', 'safetensors', 'onnxruntime', 'tensorrt'):\n"
@@ -30,7 +30,7 @@ def test_import_without_torch():
         "info = rgpt_rt.build_info()\n"
         "print('ok', info['version'])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok ")
 
