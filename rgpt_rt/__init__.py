@@ -11,10 +11,25 @@ from typing import Any
 from . import errors
 from ._native import cpu as _cpu
 from ._native import cuda as _cuda
+from .chat import Chat
+from .generation import GenerationConfig, GenerationResult, Timings
+from .inputs import Box, Polygon
+from .runtime import Runtime
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_info", "errors"]
+__all__ = [
+    "Box",
+    "Chat",
+    "GenerationConfig",
+    "GenerationResult",
+    "Polygon",
+    "Runtime",
+    "Timings",
+    "__version__",
+    "build_info",
+    "errors",
+]
 
 
 def build_info() -> dict[str, Any]:

@@ -13,3 +13,19 @@ class ConfigError(RgptError, ValueError):
 
 class CheckpointError(RgptError):
     """A checkpoint cannot be loaded: missing, unexpected or mis-shaped tensors, or an unsafe format."""
+
+
+class InputError(RgptError, ValueError):
+    """Bad input to the runtime API."""
+
+
+class FrameError(InputError):
+    """The frame is not an RGB image this runtime can read (shape, dtype, corrupt or missing file)."""
+
+
+class MaskError(InputError):
+    """A region (mask, box, polygon or RLE) is malformed, does not fit the frame, or is empty."""
+
+
+class PromptError(InputError):
+    """The instruction does not fit: placeholder count, unknown task, or longer than the model's context."""

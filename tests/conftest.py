@@ -20,3 +20,27 @@ def tiny_vila(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def rt_llava(tiny_llava):
+    from rgpt_rt.runtime import Runtime
+
+    return Runtime.from_pretrained(tiny_llava)
+
+
+@pytest.fixture(scope="session")
+def rt_vila(tiny_vila):
+    from rgpt_rt.runtime import Runtime
+
+    return Runtime.from_pretrained(tiny_vila)
+
+
+@pytest.fixture(scope="session")
+def sample_frame():
+    import numpy as np
+    from PIL import Image
+
+    from rgpt_rt.cli import SAMPLE_IMAGE
+
+    return np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))

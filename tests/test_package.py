@@ -26,7 +26,8 @@ def test_import_without_torch(tmp_path):
         "import sys\n"
         "for name in ('torch', 'transformers', 'safetensors', 'onnxruntime', 'tensorrt'):\n"
         "    sys.modules[name] = None  # any import of these now raises ImportError\n"
-        "import rgpt_rt, rgpt_rt.errors, rgpt_rt.config\n"
+        "import rgpt_rt, rgpt_rt.errors, rgpt_rt.config, rgpt_rt.runtime, rgpt_rt.cli\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "info = rgpt_rt.build_info()\n"
         "print('ok', info['version'])\n"
     )

@@ -1,0 +1,104 @@
+"""Generation options, sampling (numpy, backend-independent) and result types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Greedy by default. temperature > 0 samples (after top-k, then top-p); `seed` makes sampling repeatable."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = no limit
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already generated (CTRL-style, as transformers)
+    stop: tuple[str, ...] = ()  # stop strings; the text ends before the first one found
+    seed: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty")
+
+    @staticmethod
+    def from_kwargs(**kwargs) -> GenerationConfig:
+        known = {f.name for f in fields(GenerationConfig)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown generation option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return GenerationConfig(**kwargs)
+
+
+class Sampler:
+    """logits [V] (float32 numpy) + tokens generated so far -> next token id."""
+
+    def __init__(self, cfg: GenerationConfig):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def __call__(self, logits: np.ndarray, generated: list[int]) -> int:
+        cfg = self.cfg
+        x = np.asarray(logits, dtype=np.float64).copy()
+        if cfg.repetition_penalty != 1.0 and generated:
+            seen = np.unique(np.asarray(generated))
+            vals = x[seen]
+            x[seen] = np.where(vals > 0, vals / cfg.repetition_penalty, vals * cfg.repetition_penalty)
+        if cfg.temperature == 0:
+            return int(np.argmax(x))
+        x /= cfg.temperature
+        if cfg.top_k and cfg.top_k < x.size:
+            kth = np.partition(x, -cfg.top_k)[-cfg.top_k]
+            x[x < kth] = -np.inf
+        probs = np.exp(x - x.max())
+        probs /= probs.sum()
+        if cfg.top_p < 1.0:
+            order = np.argsort(-probs, kind="stable")
+            cum = np.cumsum(probs[order])
+            keep = cum - probs[order] < cfg.top_p  # smallest prefix whose mass reaches top_p
+            mask = np.zeros_like(probs, dtype=bool)
+            mask[order[keep]] = True
+            probs = np.where(mask, probs, 0.0)
+            probs /= probs.sum()
+        return int(self.rng.choice(probs.size, p=probs))
+
+
+@dataclass
+class Timings:
+    """Milliseconds per phase, and the number of generated tokens."""
+
+    preprocess_ms: float = 0.0
+    vision_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    tokens: int = 0
+    prompt_tokens: int = 0
+
+    @property
+    def ms_per_token(self) -> float:
+        return self.decode_ms / max(self.tokens - 1, 1)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "eos" | "length" | "stop"
+    timings: Timings = field(default_factory=Timings)
+    first_logits: np.ndarray | None = None

@@ -1,0 +1,17 @@
+"""Runtime inputs: frames, regions (masks, boxes, polygons, COCO RLE) and their preprocessing."""
+
+from .frames import load_frame
+from .preprocess import preprocess_frame, preprocess_masks
+from .regions import Box, Polygon, to_masks
+from .rle import rle_decode, rle_encode
+
+__all__ = [
+    "Box",
+    "Polygon",
+    "load_frame",
+    "preprocess_frame",
+    "preprocess_masks",
+    "rle_decode",
+    "rle_encode",
+    "to_masks",
+]

@@ -1,0 +1,45 @@
+"""Frame and mask preprocessing (DESIGN.md section 1), with PIL's resize as the reference implementation.
+
+frame: pad to square with the mean colour (image centred, LLaVA's expand2square), bicubic resize to S,
+       scale 1/255, normalise with the tower's mean/std -> float32 [3, S, S]
+masks: the same pad (fill 0) and a bilinear resize to S, no normalisation -> float32 [N, S, S]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..config import VisionConfig
+
+
+def pad_offsets(h: int, w: int) -> tuple[int, int, int]:
+    """Side of the square and the (top, left) offset of the frame inside it."""
+    side = max(h, w)
+    return side, (side - h) // 2, (side - w) // 2
+
+
+def preprocess_frame(frame: np.ndarray, cfg: VisionConfig) -> np.ndarray:
+    """uint8 [H, W, 3] RGB -> float32 [3, S, S], normalised."""
+    h, w, _ = frame.shape
+    side, top, left = pad_offsets(h, w)
+    fill = tuple(int(m * 255) for m in cfg.image_mean)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(Image.fromarray(frame), (left, top))
+    s = cfg.image_size
+    resized = np.asarray(canvas.resize((s, s), Image.BICUBIC), dtype=np.float32) / 255.0  # [S, S, 3]
+    mean = np.asarray(cfg.image_mean, np.float32)
+    std = np.asarray(cfg.image_std, np.float32)
+    return np.ascontiguousarray(((resized - mean) / std).transpose(2, 0, 1))
+
+
+def preprocess_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """float32 [N, H, W] in [0, 1] -> float32 [N, S, S] with the frame's pad and a bilinear resize."""
+    n, h, w = masks.shape
+    side, top, left = pad_offsets(h, w)
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        canvas = Image.new("F", (side, side), 0.0)
+        canvas.paste(Image.fromarray(masks[i].astype(np.float32), mode="F"), (left, top))
+        out[i] = np.asarray(canvas.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return np.clip(out, 0.0, 1.0)

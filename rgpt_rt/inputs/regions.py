@@ -1,0 +1,156 @@
+"""Regions -> soft masks at frame size.
+
+Accepted, alone or in a list:
+- masks [H, W] or stacks [N, H, W]: bool; uint8 (0/1, or 0..255 scaled by 1/255 when any value exceeds 1);
+  float in [0, 1]
+- `Box(x0, y0, x1, y1)` or a plain 4-tuple of numbers, in pixel coordinates (x to the right, y down)
+- `Polygon([(x, y), ...])`, at least 3 vertices, pixel coordinates
+- COCO RLE dicts {"size": [h, w], "counts": str | list}
+
+Geometry convention (shared by boxes and polygons, so equivalent regions give identical masks): pixel (r, c)
+covers [c, c+1) x [r, r+1) and belongs to a shape when its centre (c + 0.5, r + 0.5) lies inside. A box
+(x0, y0, x1, y1) with integer corners is therefore exactly the mask rows y0..y1-1, columns x0..x1-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import MaskError
+from .rle import rle_decode
+
+
+@dataclass(frozen=True)
+class Box:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
+class Polygon:
+    points: tuple[tuple[float, float], ...]
+
+    def __init__(self, points: Sequence[Sequence[float]]):
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 1 and pts.size % 2 == 0:  # flat [x0, y0, x1, y1, ...] as in COCO
+            pts = pts.reshape(-1, 2)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise MaskError(f"a polygon must be a list of (x, y) points, got array of shape {pts.shape}")
+        if len(pts) < 3:
+            raise MaskError(f"a polygon needs at least 3 points, got {len(pts)}")
+        if not np.isfinite(pts).all():
+            raise MaskError("a polygon has a non-finite coordinate")
+        object.__setattr__(self, "points", tuple(map(tuple, pts.tolist())))
+
+
+def box_mask(box: Box, h: int, w: int) -> np.ndarray:
+    x0, y0, x1, y1 = (float(v) for v in (box.x0, box.y0, box.x1, box.y1))
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        raise MaskError(f"box {box} has a non-finite coordinate")
+    if x1 <= x0 or y1 <= y0:
+        raise MaskError(f"box (x0={x0}, y0={y0}, x1={x1}, y1={y1}) is empty or inverted: need x1 > x0 and y1 > y0")
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        raise MaskError(f"box (x0={x0}, y0={y0}, x1={x1}, y1={y1}) lies outside the {w}x{h} frame")
+    cols = (np.arange(w) + 0.5 > x0) & (np.arange(w) + 0.5 < x1)
+    rows = (np.arange(h) + 0.5 > y0) & (np.arange(h) + 0.5 < y1)
+    return rows[:, None] & cols[None, :]
+
+
+def polygon_mask(poly: Polygon, h: int, w: int) -> np.ndarray:
+    """Even-odd fill, sampled at pixel centres, one scanline per row."""
+    pts = np.asarray(poly.points)
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    mask = np.zeros((h, w), dtype=bool)
+    centres_x = np.arange(w) + 0.5
+    lo_r = max(int(np.floor(pts[:, 1].min())), 0)
+    hi_r = min(int(np.ceil(pts[:, 1].max())), h)
+    for r in range(lo_r, hi_r):
+        yc = r + 0.5
+        crosses = (y0 <= yc) != (y1 <= yc)  # edge spans the scanline (half-open: no double count at vertices)
+        if not crosses.any():
+            continue
+        t = (yc - y0[crosses]) / (y1[crosses] - y0[crosses])
+        xs = np.sort(x0[crosses] + t * (x1[crosses] - x0[crosses]))
+        inside = np.searchsorted(xs, centres_x, side="right") % 2 == 1
+        mask[r] = inside
+    return mask
+
+
+def _array_masks(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise MaskError(f"masks must be [H, W] or [N, H, W], got shape {arr.shape}")
+    if arr.shape[1:] != (h, w):
+        raise MaskError(f"mask size {arr.shape[2]}x{arr.shape[1]} (WxH) differs from the frame's {w}x{h}")
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32)
+        return out / 255.0 if arr.size and arr.max() > 1 else out
+    if np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise MaskError("a float mask contains NaN or infinity")
+        if out.size and (out.min() < 0.0 or out.max() > 1.0):
+            raise MaskError(f"float masks must lie in [0, 1], got values in [{out.min():g}, {out.max():g}]")
+        return out
+    raise MaskError(f"mask dtype {arr.dtype} is not supported (use bool, uint8 or float in [0, 1])")
+
+
+def _is_box_tuple(x: Any) -> bool:
+    return (
+        isinstance(x, (tuple, list))
+        and len(x) == 4
+        and all(isinstance(v, (int, float, np.integer, np.floating)) for v in x)
+    )
+
+
+def _one(region: Any, h: int, w: int) -> np.ndarray:
+    """One region (or one stack of masks) -> float32 [k, H, W]."""
+    if isinstance(region, Box):
+        return box_mask(region, h, w)[None].astype(np.float32)
+    if _is_box_tuple(region):
+        return box_mask(Box(*region), h, w)[None].astype(np.float32)
+    if isinstance(region, Polygon):
+        return polygon_mask(region, h, w)[None].astype(np.float32)
+    if isinstance(region, dict):
+        m = rle_decode(region)
+        if m.shape != (h, w):
+            raise MaskError(f"RLE size {m.shape[1]}x{m.shape[0]} (WxH) differs from the frame's {w}x{h}")
+        return m[None].astype(np.float32)
+    if isinstance(region, np.ndarray):
+        return _array_masks(region, h, w)
+    if hasattr(region, "__array__") and hasattr(region, "shape"):  # torch tensors and the like
+        return _array_masks(np.asarray(region), h, w)
+    raise MaskError(
+        f"unsupported region type {type(region).__name__}: pass a mask array, a Box, a (x0, y0, x1, y1) "
+        "tuple, a Polygon or a COCO RLE dict"
+    )
+
+
+def to_masks(regions: Any, frame_hw: tuple[int, int], allow_empty: bool = False) -> np.ndarray:
+    """Any accepted region input -> float32 [N, H, W] in [0, 1] at frame size (N may be 0 for None / [])."""
+    h, w = frame_hw
+    if regions is None:
+        return np.zeros((0, h, w), np.float32)
+    if isinstance(regions, (list, tuple)) and not _is_box_tuple(regions):
+        parts = [_one(r, h, w) for r in regions]
+        masks = np.concatenate(parts) if parts else np.zeros((0, h, w), np.float32)
+    else:
+        masks = _one(regions, h, w)
+    if not allow_empty:
+        empty = [i for i in range(len(masks)) if not masks[i].any()]
+        if empty:
+            raise MaskError(
+                f"region {', '.join(map(str, empty))} (0-based) is empty: its mask has no pixel inside the "
+                "frame. Pass allow_empty_masks=True to describe an empty region anyway (it pools to zeros)"
+            )
+    return masks
