@@ -1,29 +1,50 @@
 // rgpt_rt._C_cuda: the CUDA native module. Built only when nvcc is found; cudart is linked statically so the
-// module imports on a machine without a GPU. Every call that needs a device reports a missing one as a
-// Python RuntimeError, never as a crash.
+// module imports on a machine without a GPU. Ops take device pointers described by (pointer, dtype, shape,
+// strides, extent) plus a caller-allocated workspace and a cudaStream_t (torch's current stream); they are
+// validated exactly like the CPU ops before any launch. A missing GPU or a CUDA error is a RuntimeError.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
 #include "bind_common.h"
+#include "buffer_view.h"
 #include "device_probe.h"
+#include "op_checks.h"
+#include "preprocess_frame.h"
+#include "region_pool.h"
 
 namespace py = pybind11;
+using namespace rgpt;
 
 namespace {
 
 void check(int code, const char* what) {
-  if (code != 0) {
-    throw std::runtime_error(std::string(what) + " failed: " + rgpt_cuda_error_string(code));
+  if (code != 0) throw std::runtime_error(std::string(what) + " failed: " + rgpt_cuda_error_string(code));
+}
+
+void check_status(Status st, int cuda_error, const char* op) {
+  switch (st) {
+    case kOk:
+      return;
+    case kCudaError:
+      throw std::runtime_error(std::string(op) + ": CUDA error: " + rgpt_cuda_error_string(cuda_error));
+    case kTooLarge:
+      throw std::invalid_argument(std::string(op) +
+                                  ": input too large for the CUDA kernel's shared-memory tile");
+    case kBadArgument:
+      throw std::invalid_argument(std::string(op) + ": workspace missing or smaller than required");
+    default:
+      throw std::runtime_error(std::string(op) + ": failed with status " +
+                               std::to_string(static_cast<int>(st)));
   }
 }
 
 int device_count() {
   int n = 0;
-  // No driver or no device is a normal answer here, not an error.
-  if (rgpt_device_count(&n) != 0) return 0;
+  if (rgpt_device_count(&n) != 0) return 0;  // no driver or no device is an answer, not an error
   return n;
 }
 
@@ -32,6 +53,71 @@ std::vector<int> probe(int n) {
   std::vector<int> out(static_cast<size_t>(n), -1);
   check(rgpt_device_probe(out.data(), n), "device probe");
   return out;
+}
+
+using Dims = std::vector<int64_t>;
+
+void region_pool(uintptr_t f, const std::string& fd, const Dims& fs, const Dims& fst, int64_t fe, uintptr_t m,
+                 const std::string& md, const Dims& ms, const Dims& mst, int64_t me, uintptr_t i,
+                 const std::string& id, const Dims& is, const Dims& ist, int64_t ie, uintptr_t r,
+                 const std::string& rd, const Dims& rs, const Dims& rst, int64_t re, int grid, float eps,
+                 uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
+  RegionPoolArgs a;
+  a.fmap = view_from_pointer(f, fd, fs, fst, fe, "feature_map");
+  a.masks = view_from_pointer(m, md, ms, mst, me, "masks");
+  a.image = view_from_pointer(i, id, is, ist, ie, "image output");
+  a.regions = view_from_pointer(r, rd, rs, rst, re, "regions output");
+  a.grid = grid;
+  a.eps = eps;
+  check_region_pool(a);
+  int err = 0;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = region_pool_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream), &err);
+  }
+  check_status(st, err, "region_pool");
+}
+
+void preprocess_frame(uintptr_t f, const std::string& fd, const Dims& fs, const Dims& fst, int64_t fe,
+                      uintptr_t o, const std::string& od, const Dims& os, const Dims& ost, int64_t oe,
+                      bool bgr, std::array<int, 3> fill, std::array<float, 3> mean, std::array<float, 3> std,
+                      uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
+  PreprocessFrameArgs a;
+  a.frame = view_from_pointer(f, fd, fs, fst, fe, "frame");
+  a.out = view_from_pointer(o, od, os, ost, oe, "output");
+  a.bgr = bgr ? 1 : 0;
+  for (int c = 0; c < 3; ++c) {
+    a.fill[c] = fill[c];
+    a.mean[c] = mean[c];
+    a.std[c] = std[c];
+  }
+  check_preprocess_frame(a);
+  int err = 0;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = preprocess_frame_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream),
+                               &err);
+  }
+  check_status(st, err, "preprocess_frame");
+}
+
+void preprocess_masks(uintptr_t m, const std::string& md, const Dims& ms, const Dims& mst, int64_t me,
+                      uintptr_t o, const std::string& od, const Dims& os, const Dims& ost, int64_t oe,
+                      uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
+  PreprocessMasksArgs a;
+  a.masks = view_from_pointer(m, md, ms, mst, me, "masks");
+  a.out = view_from_pointer(o, od, os, ost, oe, "output");
+  check_preprocess_masks(a);
+  int err = 0;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = preprocess_masks_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream),
+                               &err);
+  }
+  check_status(st, err, "preprocess_masks");
 }
 
 }  // namespace
@@ -48,4 +134,10 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("probe", &probe, py::arg("n"),
         "Launch a tiny kernel writing out[i] = 3*i + 1 on device 0 and return the result; raises "
         "RuntimeError when no GPU is usable. Proves the compiled SM code runs on this GPU.");
+  m.def("region_pool_workspace_bytes", &region_pool_workspace_bytes, py::arg("n"), py::arg("h"), py::arg("w"),
+        py::arg("c"));
+  m.def("region_pool", &region_pool, "region_pool on device pointers (see rgpt_rt/ops/_torch_ops.py).");
+  m.def("preprocess_workspace_bytes", &preprocess_workspace_bytes, py::arg("side"), py::arg("size"));
+  m.def("preprocess_frame", &preprocess_frame, "preprocess_frame on device pointers.");
+  m.def("preprocess_masks", &preprocess_masks, "preprocess_masks on device pointers.");
 }

@@ -13,9 +13,7 @@ __global__ void probe_kernel(int* out, int n) {
 
 extern "C" int rgpt_device_count(int* count) { return static_cast<int>(cudaGetDeviceCount(count)); }
 
-extern "C" int rgpt_runtime_version(int* version) {
-  return static_cast<int>(cudaRuntimeGetVersion(version));
-}
+extern "C" int rgpt_runtime_version(int* version) { return static_cast<int>(cudaRuntimeGetVersion(version)); }
 
 extern "C" int rgpt_device_probe(int* host_out, int n) {
   if (host_out == nullptr || n <= 0) return static_cast<int>(cudaErrorInvalidValue);
@@ -25,7 +23,8 @@ extern "C" int rgpt_device_probe(int* host_out, int n) {
   const int threads = 256;
   probe_kernel<<<(n + threads - 1) / threads, threads>>>(dev, n);
   err = cudaGetLastError();
-  if (err == cudaSuccess) err = cudaMemcpy(host_out, dev, sizeof(int) * static_cast<size_t>(n), cudaMemcpyDeviceToHost);
+  if (err == cudaSuccess)
+    err = cudaMemcpy(host_out, dev, sizeof(int) * static_cast<size_t>(n), cudaMemcpyDeviceToHost);
   cudaFree(dev);
   return static_cast<int>(err);
 }

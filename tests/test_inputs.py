@@ -18,6 +18,7 @@ from rgpt_rt.inputs import (
     rle_encode,
     to_masks,
 )
+from rgpt_rt.inputs.preprocess import preprocess_frame_pil
 from rgpt_rt.testing import tiny_config
 
 RNG = np.random.default_rng(0)
@@ -144,9 +145,10 @@ def _expand2square(img: Image.Image, fill) -> Image.Image:
     return canvas
 
 
+@pytest.mark.parametrize("impl", ["native", "pil"])
 @pytest.mark.parametrize("layout", ["llava", "vila"])
 @pytest.mark.parametrize("hw", [(30, 40), (50, 20), (56, 56), (300, 200)])
-def test_preprocess_frame_matches_transformers_processor(layout, hw):
+def test_preprocess_frame_matches_transformers_processor(impl, layout, hw):
     transformers = pytest.importorskip("transformers")
     cfg: VisionConfig = tiny_config(layout).vision
     f = _frame(*hw)
@@ -160,7 +162,7 @@ def test_preprocess_frame_matches_transformers_processor(layout, hw):
     )
     padded = _expand2square(Image.fromarray(f), tuple(int(m * 255) for m in cfg.image_mean))
     ref = proc(images=padded, return_tensors="np")["pixel_values"][0]
-    got = preprocess_frame(f, cfg)
+    got = (preprocess_frame if impl == "native" else preprocess_frame_pil)(f, cfg)
     assert got.shape == (3, s, s) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 

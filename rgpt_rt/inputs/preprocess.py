@@ -1,4 +1,4 @@
-"""Frame and mask preprocessing (DESIGN.md section 1), with PIL's resize as the reference implementation.
+"""Frame and mask preprocessing (DESIGN.md section 1): the native op by default, PIL as the reference.
 
 frame: pad to square with the mean colour (image centred, LLaVA's expand2square), bicubic resize to S,
        scale 1/255, normalise with the tower's mean/std -> float32 [3, S, S]
@@ -20,7 +20,21 @@ def pad_offsets(h: int, w: int) -> tuple[int, int, int]:
 
 
 def preprocess_frame(frame: np.ndarray, cfg: VisionConfig) -> np.ndarray:
-    """uint8 [H, W, 3] RGB -> float32 [3, S, S], normalised."""
+    """uint8 [H, W, 3] RGB -> float32 [3, S, S], normalised (native op, Pillow-exact)."""
+    from ..ops import preprocess_frame as op
+
+    return op(frame, cfg.image_size, cfg.image_mean, cfg.image_std)
+
+
+def preprocess_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """float32 [N, H, W] in [0, 1] -> float32 [N, S, S] (native op, Pillow-exact)."""
+    from ..ops import preprocess_masks as op
+
+    return op(masks, size)
+
+
+def preprocess_frame_pil(frame: np.ndarray, cfg: VisionConfig) -> np.ndarray:
+    """The reference: uint8 [H, W, 3] RGB -> float32 [3, S, S] with PIL."""
     h, w, _ = frame.shape
     side, top, left = pad_offsets(h, w)
     fill = tuple(int(m * 255) for m in cfg.image_mean)
@@ -33,8 +47,8 @@ def preprocess_frame(frame: np.ndarray, cfg: VisionConfig) -> np.ndarray:
     return np.ascontiguousarray(((resized - mean) / std).transpose(2, 0, 1))
 
 
-def preprocess_masks(masks: np.ndarray, size: int) -> np.ndarray:
-    """float32 [N, H, W] in [0, 1] -> float32 [N, S, S] with the frame's pad and a bilinear resize."""
+def preprocess_masks_pil(masks: np.ndarray, size: int) -> np.ndarray:
+    """The reference: float32 [N, H, W] in [0, 1] -> float32 [N, S, S] with PIL (pad, bilinear resize)."""
     n, h, w = masks.shape
     side, top, left = pad_offsets(h, w)
     out = np.empty((n, size, size), np.float32)

@@ -18,7 +18,8 @@ from torch import nn
 from ..config import ModelConfig
 from .connector import build_image_connector
 from .llama import Llama
-from .region import FeatureRefiner, region_pool
+from .region import FeatureRefiner
+from .region import region_pool as region_pool_reference
 from .vision import VisionTower
 
 
@@ -32,6 +33,7 @@ class RegionGPT(nn.Module):
         self.image_connector = build_image_connector(cfg.connector)
         self.region_connector = nn.Linear(c, d) if cfg.region.region_connector == "linear" else None
         self.llm = Llama(cfg.llm)
+        self.native_ops = True  # region_pool through rgpt_rt.ops (C++/CUDA); False: the torch reference
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, 3, S, S] -> refined map [B, C, H, W]."""
@@ -39,7 +41,11 @@ class RegionGPT(nn.Module):
 
     def pool(self, refined: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """refined [C, H, W], masks [N, S, S] -> image features [G*G, C], region features [N, C]."""
-        return region_pool(refined, masks, self.cfg.region.image_grid, self.cfg.region.mask_eps)
+        if self.native_ops:
+            from ..ops import region_pool
+
+            return region_pool(refined, masks, self.cfg.region.image_grid, self.cfg.region.mask_eps)
+        return region_pool_reference(refined, masks, self.cfg.region.image_grid, self.cfg.region.mask_eps)
 
     def connect(self, image_feats: torch.Tensor, region_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """image features [G*G, C], region features [N, C] -> image embeds [T, D], region embeds [N, D]."""

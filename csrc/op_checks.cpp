@@ -1,0 +1,134 @@
+#include "op_checks.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace rgpt {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::string shape_str(const View& v) {
+  std::string s = "[";
+  for (int i = 0; i < v.ndim; ++i) s += (i ? ", " : "") + std::to_string(v.shape[i]);
+  return s + "]";
+}
+
+constexpr int64_t kMaxDim = int64_t{1} << 31;
+
+void need_dtype(const View& v, const char* name, std::initializer_list<DType> ok) {
+  for (DType t : ok)
+    if (v.dtype == t) return;
+  std::string allowed;
+  for (DType t : ok) allowed += std::string(allowed.empty() ? "" : ", ") + dtype_name(t);
+  fail(std::string(name) + " has dtype " + dtype_name(v.dtype) + "; expected one of " + allowed);
+}
+
+}  // namespace
+
+DType parse_dtype(const std::string& name) {
+  if (name == "f32" || name == "float32") return DType::kF32;
+  if (name == "f16" || name == "float16") return DType::kF16;
+  if (name == "bf16" || name == "bfloat16") return DType::kBF16;
+  if (name == "u8" || name == "uint8") return DType::kU8;
+  fail("unknown dtype '" + name + "' (expected f32, f16, bf16 or u8)");
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    default:
+      return "u8";
+  }
+}
+
+int64_t dtype_size(DType t) { return t == DType::kF32 ? 4 : (t == DType::kU8 ? 1 : 2); }
+
+void check_view(const View& v, const char* name, int ndim, bool output) {
+  if (v.ndim != ndim)
+    fail(std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got " +
+         std::to_string(v.ndim));
+  int64_t numel = 1, last = 0;
+  for (int i = 0; i < ndim; ++i) {
+    if (v.shape[i] < 0 || v.shape[i] >= kMaxDim)
+      fail(std::string(name) + " has an invalid shape " + shape_str(v));
+    if (v.stride[i] < 0)
+      fail(std::string(name) + " has a negative stride in dimension " + std::to_string(i) + "; pass a copy");
+    if (v.stride[i] >= kMaxDim * 64) fail(std::string(name) + " has a stride too large");
+    numel *= v.shape[i];
+    if (v.shape[i] > 0) last += (v.shape[i] - 1) * v.stride[i];
+  }
+  if (numel == 0) return;
+  if (v.data == nullptr) fail(std::string(name) + " has no data pointer");
+  if (last >= v.extent)
+    fail(std::string(name) + " with shape " + shape_str(v) + " reaches element " + std::to_string(last) +
+         " but its buffer holds " + std::to_string(v.extent));
+  if (output) {
+    int64_t expect = 1;
+    for (int i = ndim - 1; i >= 0; --i) {
+      if (v.shape[i] > 1 && v.stride[i] != expect)
+        fail(std::string(name) + " (an output) must be row-major contiguous");
+      expect *= v.shape[i];
+    }
+  }
+}
+
+void check_region_pool(const RegionPoolArgs& a) {
+  check_view(a.fmap, "feature_map", 3, false);
+  check_view(a.masks, "masks", 3, false);
+  check_view(a.image, "image output", 2, true);
+  check_view(a.regions, "regions output", 2, true);
+  need_dtype(a.fmap, "feature_map", {DType::kF32, DType::kF16, DType::kBF16});
+  need_dtype(a.masks, "masks", {DType::kF32});
+  need_dtype(a.image, "image output", {DType::kF32, DType::kF16, DType::kBF16});
+  if (a.regions.dtype != a.image.dtype) fail("image and regions outputs must have the same dtype");
+  const int64_t c = a.fmap.shape[0], h = a.fmap.shape[1], w = a.fmap.shape[2], n = a.masks.shape[0];
+  if (c < 1 || h < 1 || w < 1) fail("feature_map must be non-empty [C, H, W], got " + shape_str(a.fmap));
+  if (a.grid < 1 || a.grid > 4096) fail("image_grid must be in [1, 4096], got " + std::to_string(a.grid));
+  if (n > 0 && (a.masks.shape[1] < 1 || a.masks.shape[2] < 1))
+    fail("masks must be [N, Hm, Wm] with Hm, Wm >= 1");
+  if (n > 4096) fail("at most 4096 regions per call, got " + std::to_string(n));
+  const int64_t g = a.grid;
+  if (a.image.shape[0] != g * g || a.image.shape[1] != c)
+    fail("image output must be [" + std::to_string(g * g) + ", " + std::to_string(c) + "], got " +
+         shape_str(a.image));
+  if (a.regions.shape[0] != n || a.regions.shape[1] != c)
+    fail("regions output must be [" + std::to_string(n) + ", " + std::to_string(c) + "], got " +
+         shape_str(a.regions));
+  if (!(a.eps >= 0.0f)) fail("eps must be >= 0");
+}
+
+void check_preprocess_frame(const PreprocessFrameArgs& a) {
+  check_view(a.frame, "frame", 3, false);
+  check_view(a.out, "output", 3, true);
+  need_dtype(a.frame, "frame", {DType::kU8});
+  need_dtype(a.out, "output", {DType::kF32, DType::kF16});
+  if (a.frame.shape[0] < 1 || a.frame.shape[1] < 1 || a.frame.shape[2] != 3)
+    fail("frame must be [H, W, 3] with H, W >= 1, got " + shape_str(a.frame));
+  if (a.out.shape[0] != 3 || a.out.shape[1] < 1 || a.out.shape[1] != a.out.shape[2])
+    fail("output must be [3, S, S], got " + shape_str(a.out));
+  for (int c = 0; c < 3; ++c) {
+    if (a.fill[c] < 0 || a.fill[c] > 255) fail("fill colour must be 0..255 per channel");
+    if (!(a.std[c] > 0.0f)) fail("std must be > 0 per channel");
+  }
+}
+
+void check_preprocess_masks(const PreprocessMasksArgs& a) {
+  check_view(a.masks, "masks", 3, false);
+  check_view(a.out, "output", 3, true);
+  need_dtype(a.masks, "masks", {DType::kF32});
+  need_dtype(a.out, "output", {DType::kF32});
+  if (a.masks.shape[0] > 0 && (a.masks.shape[1] < 1 || a.masks.shape[2] < 1))
+    fail("masks must be [N, H, W] with H, W >= 1, got " + shape_str(a.masks));
+  if (a.out.shape[0] != a.masks.shape[0] || a.out.shape[1] < 1 || a.out.shape[1] != a.out.shape[2])
+    fail("output must be [N, S, S] with N = " + std::to_string(a.masks.shape[0]) + ", got " +
+         shape_str(a.out));
+}
+
+}  // namespace rgpt

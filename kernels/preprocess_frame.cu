@@ -1,0 +1,215 @@
+// CUDA twin of kernels/preprocess_frame_cpu.cpp. Built with -fmad=false (see CMakeLists.txt) so the double
+// coefficient arithmetic rounds exactly as on the host and the result stays Pillow-exact.
+//
+// 1. coeffs: one thread per output index computes Pillow's taps (bounds, double weights, 22-bit fixed point).
+// 2. frame: one thread per output pixel evaluates the vertical taps over horizontally resampled, 8-bit
+//    rounded rows computed on the fly (no intermediate image in memory), then normalises all 3 channels.
+// 3. masks: the same with double weights and a float intermediate, as Pillow's "F" resampling.
+#include <cuda_runtime.h>
+
+#include "preprocess_frame.h"
+
+namespace rgpt {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
+
+__device__ double bicubic_d(double x) {
+  const double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+__device__ double bilinear_d(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+struct Coeffs {
+  int32_t* bounds;  // [S, 2]
+  double* kd;       // [S, ksize]
+  int32_t* ki;      // [S, ksize] fixed point
+  int32_t ksize;
+};
+
+Coeffs carve(void* ws, int64_t s, int32_t ksize) {
+  char* p = static_cast<char*>(ws);
+  Coeffs c;
+  c.bounds = reinterpret_cast<int32_t*>(p);
+  c.kd = reinterpret_cast<double*>(p + align256(s * 2 * 4));
+  c.ki = reinterpret_cast<int32_t*>(p + align256(s * 2 * 4) + align256(s * ksize * 8));
+  c.ksize = ksize;
+  return c;
+}
+
+__global__ void coeffs_kernel(int64_t in_size, int64_t out_size, int32_t bicubic, Coeffs co) {
+  const int64_t xx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (xx >= out_size) return;
+  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = (bicubic ? 2.0 : 1.0) * filterscale;
+  const double center = (static_cast<double>(xx) + 0.5) * scale;
+  const double ss = 1.0 / filterscale;
+  int64_t xmin = static_cast<int64_t>(center - support + 0.5);
+  if (xmin < 0) xmin = 0;
+  int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+  if (xmax > in_size) xmax = in_size;
+  xmax -= xmin;
+  if (xmax > co.ksize) xmax = co.ksize;  // cannot happen for consistent ksize; guards the writes below
+  double* k = co.kd + xx * co.ksize;
+  double ww = 0.0;
+  for (int64_t x = 0; x < xmax; ++x) {
+    const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
+    const double v = bicubic ? bicubic_d(arg) : bilinear_d(arg);
+    k[x] = v;
+    ww += v;
+  }
+  const double one = static_cast<double>(1 << kPrecisionBits);
+  for (int64_t x = 0; x < co.ksize; ++x) {
+    double v = x < xmax ? k[x] : 0.0;
+    if (x < xmax && ww != 0.0) v /= ww;
+    k[x] = v;
+    co.ki[xx * co.ksize + x] =
+        v < 0 ? static_cast<int32_t>(-0.5 + v * one) : static_cast<int32_t>(0.5 + v * one);
+  }
+  co.bounds[2 * xx] = static_cast<int32_t>(xmin);
+  co.bounds[2 * xx + 1] = static_cast<int32_t>(xmax);
+}
+
+__device__ __forceinline__ int32_t clip8_d(int32_t v) {
+  const int32_t s = v >> kPrecisionBits;
+  return s < 0 ? 0 : (s > 255 ? 255 : s);
+}
+
+__global__ void frame_kernel(PreprocessFrameArgs a, Coeffs co, int32_t identity) {
+  const int64_t s = a.out.shape[1];
+  const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p >= s * s) return;
+  const int64_t oy = p / s, ox = p % s;
+  const int64_t h = a.frame.shape[0], w = a.frame.shape[1];
+  const int64_t side = h > w ? h : w, top = (side - h) / 2, left = (side - w) / 2;
+  const uint8_t* fr = static_cast<const uint8_t*>(a.frame.data);
+  const int src_c[3] = {a.bgr ? 2 : 0, 1, a.bgr ? 0 : 2};
+  auto pixel = [&](int64_t yy, int64_t xx, int c) -> int32_t {
+    if (yy < top || yy >= top + h || xx < left || xx >= left + w) return a.fill[c];
+    return fr[a.frame.offset(yy - top, xx - left, src_c[c])];
+  };
+  int32_t v[3];
+  if (identity) {
+    for (int c = 0; c < 3; ++c) v[c] = pixel(oy, ox, c);
+  } else {
+    const int32_t ymin = co.bounds[2 * oy], ymax = co.bounds[2 * oy + 1];
+    const int32_t xmin = co.bounds[2 * ox], xmax = co.bounds[2 * ox + 1];
+    const int32_t* ky = co.ki + oy * co.ksize;
+    const int32_t* kx = co.ki + ox * co.ksize;
+    int32_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
+    for (int32_t y = 0; y < ymax; ++y) {
+      int32_t hs[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
+      for (int32_t x = 0; x < xmax; ++x)
+        for (int c = 0; c < 3; ++c) hs[c] += pixel(ymin + y, xmin + x, c) * kx[x];
+      for (int c = 0; c < 3; ++c) acc[c] += clip8_d(hs[c]) * ky[y];
+    }
+    for (int c = 0; c < 3; ++c) v[c] = clip8_d(acc[c]);
+  }
+  for (int c = 0; c < 3; ++c) {
+    const float f = static_cast<float>(v[c]) / 255.0f;
+    store_from_float(a.out.data, a.out.offset(c, oy, ox), a.out.dtype,
+                     __fdiv_rn(__fsub_rn(f, a.mean[c]), a.std[c]));
+  }
+}
+
+__global__ void masks_kernel(PreprocessMasksArgs a, Coeffs co, int32_t identity) {
+  const int64_t s = a.out.shape[1];
+  const int64_t k = blockIdx.y;
+  const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p >= s * s) return;
+  const int64_t oy = p / s, ox = p % s;
+  const int64_t h = a.masks.shape[1], w = a.masks.shape[2];
+  const int64_t side = h > w ? h : w, top = (side - h) / 2, left = (side - w) / 2;
+  const float* md = static_cast<const float*>(a.masks.data);
+  auto pixel = [&](int64_t yy, int64_t xx) -> float {
+    if (yy < top || yy >= top + h || xx < left || xx >= left + w) return 0.0f;
+    return md[a.masks.offset(k, yy - top, xx - left)];
+  };
+  float v;
+  if (identity) {
+    v = pixel(oy, ox);
+  } else {
+    const int32_t ymin = co.bounds[2 * oy], ymax = co.bounds[2 * oy + 1];
+    const int32_t xmin = co.bounds[2 * ox], xmax = co.bounds[2 * ox + 1];
+    const double* ky = co.kd + oy * co.ksize;
+    const double* kx = co.kd + ox * co.ksize;
+    double acc = 0.0;
+    for (int32_t y = 0; y < ymax; ++y) {
+      double hs = 0.0;
+      for (int32_t x = 0; x < xmax; ++x) hs += static_cast<double>(pixel(ymin + y, xmin + x)) * kx[x];
+      acc += static_cast<double>(static_cast<float>(hs)) * ky[y];
+    }
+    v = static_cast<float>(acc);
+  }
+  static_cast<float*>(a.out.data)[a.out.offset(k, oy, ox)] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+}
+
+Status finish(cudaError_t err, int* cuda_error) {
+  if (err == cudaSuccess) return kOk;
+  if (cuda_error) *cuda_error = static_cast<int>(err);
+  return kCudaError;
+}
+
+}  // namespace
+
+int64_t preprocess_workspace_bytes(int64_t side, int64_t size) {
+  const int64_t ksize = resample_ksize(side, size, Filter::kBicubic);  // the wider of the two filters
+  return align256(size * 2 * 4) + align256(size * ksize * 8) + align256(size * ksize * 4);
+}
+
+Status preprocess_frame_cuda(const PreprocessFrameArgs& a, void* workspace, int64_t workspace_bytes,
+                             void* stream_ptr, int* cuda_error) {
+  const int64_t h = a.frame.shape[0], w = a.frame.shape[1], s = a.out.shape[1];
+  const int64_t side = h > w ? h : w;
+  if (workspace == nullptr || workspace_bytes < preprocess_workspace_bytes(side, s)) return kBadArgument;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const int32_t ksize = resample_ksize(side, s, Filter::kBicubic);
+  const Coeffs co = carve(workspace, s, ksize);
+  const int32_t identity = side == s ? 1 : 0;
+  if (!identity) {
+    coeffs_kernel<<<static_cast<unsigned>((s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(side, s, 1,
+                                                                                                 co);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return finish(err, cuda_error);
+  }
+  frame_kernel<<<static_cast<unsigned>((s * s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a, co,
+                                                                                                  identity);
+  return finish(cudaGetLastError(), cuda_error);
+}
+
+Status preprocess_masks_cuda(const PreprocessMasksArgs& a, void* workspace, int64_t workspace_bytes,
+                             void* stream_ptr, int* cuda_error) {
+  const int64_t n = a.masks.shape[0], h = a.masks.shape[1], w = a.masks.shape[2], s = a.out.shape[1];
+  if (n == 0) return kOk;
+  const int64_t side = h > w ? h : w;
+  if (workspace == nullptr || workspace_bytes < preprocess_workspace_bytes(side, s)) return kBadArgument;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  // Bilinear needs fewer taps than the bicubic ksize the workspace is sized for; keep Pillow's own ksize.
+  const int32_t ksize = resample_ksize(side, s, Filter::kBilinear);
+  const Coeffs co = carve(workspace, s, resample_ksize(side, s, Filter::kBicubic));
+  Coeffs cb = co;
+  cb.ksize = ksize;
+  const int32_t identity = side == s ? 1 : 0;
+  if (!identity) {
+    coeffs_kernel<<<static_cast<unsigned>((s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(side, s, 0,
+                                                                                                 cb);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return finish(err, cuda_error);
+  }
+  const dim3 grid(static_cast<unsigned>((s * s + kThreads - 1) / kThreads), static_cast<unsigned>(n));
+  masks_kernel<<<grid, kThreads, 0, stream>>>(a, cb, identity);
+  return finish(cudaGetLastError(), cuda_error);
+}
+
+}  // namespace rgpt

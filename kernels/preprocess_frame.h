@@ -1,0 +1,66 @@
+// preprocess_frame: camera frame -> normalised vision input, and the same geometry for masks.
+//
+//   frame [H, W, 3] u8 RGB (or BGR with bgr=1), any non-negative strides
+//   out   [3, S, S] f32 | f16, row-major contiguous:
+//         pad to a square of side max(H, W) with the fill colour (frame centred), bicubic resize to S x S,
+//         then (v / 255 - mean[c]) / std[c]
+//   The resize reproduces Pillow's Image.resize(BICUBIC) for 8-bit images exactly: separable, horizontal
+//   pass first, 22-bit fixed-point coefficients, an 8-bit rounded intermediate (Pillow's Resample.c).
+//
+//   masks [N, H, W] f32 in [0, 1] -> out [N, S, S] f32: the same pad (fill 0) and Pillow's BILINEAR
+//   resize of float ("F") images (double accumulation), clamped to [0, 1].
+#pragma once
+
+#include <vector>
+
+#include "common.h"
+
+namespace rgpt {
+
+struct PreprocessFrameArgs {
+  View frame;
+  View out;
+  int32_t bgr = 0;
+  int32_t fill[3] = {0, 0, 0};  // pad colour, 0..255 per RGB channel
+  float mean[3] = {0, 0, 0};
+  float std[3] = {1, 1, 1};
+  int32_t threads = 0;
+};
+
+struct PreprocessMasksArgs {
+  View masks;
+  View out;
+  int32_t threads = 0;
+};
+
+// Pillow's precompute_coeffs for one axis of a resize from in_size to out_size.
+// bounds[2*i] = first input index, bounds[2*i+1] = tap count; coeffs[i*ksize + t] normalised weights.
+struct ResampleCoeffs {
+  int32_t ksize = 0;
+  std::vector<int32_t> bounds;
+  std::vector<double> coeffs;
+};
+
+enum class Filter : int32_t { kBilinear = 0, kBicubic = 1 };
+
+ResampleCoeffs resample_coeffs(int64_t in_size, int64_t out_size, Filter filter);
+
+// Pillow's normalize_coeffs_8bpc: 22-bit fixed point, rounding half away from zero.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+std::vector<int32_t> fixed_point(const std::vector<double>& coeffs);
+
+Status preprocess_frame_cpu(const PreprocessFrameArgs& a);
+Status preprocess_masks_cpu(const PreprocessMasksArgs& a);
+
+// Taps per output sample for a resize from `side` to `size` (what resample_coeffs allocates).
+int32_t resample_ksize(int64_t side, int64_t size, Filter filter);
+
+// CUDA twins (kernels/preprocess_frame.cu): coefficients are computed on the device (no host copies, so the
+// ops can be captured in CUDA graphs) into `workspace` of preprocess_workspace_bytes(side, size) bytes.
+int64_t preprocess_workspace_bytes(int64_t side, int64_t size);
+Status preprocess_frame_cuda(const PreprocessFrameArgs& a, void* workspace, int64_t workspace_bytes,
+                             void* stream, int* cuda_error);
+Status preprocess_masks_cuda(const PreprocessMasksArgs& a, void* workspace, int64_t workspace_bytes,
+                             void* stream, int* cuda_error);
+
+}  // namespace rgpt

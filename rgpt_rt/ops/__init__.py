@@ -1,0 +1,9 @@
+"""Native ops, one name through every layer: kernels/<op>.cu + kernels/<op>_cpu.cpp, bound in csrc/, exposed
+here. Each accepts numpy arrays (CPU) and torch tensors (CPU and CUDA, on torch's current stream); with torch,
+the ops are registered as custom ops (`torch.ops.rgpt.<op>`) so CUDA graphs and torch.compile can capture them.
+"""
+
+from .preprocess_frame import preprocess_frame, preprocess_masks
+from .region_pool import region_pool
+
+__all__ = ["preprocess_frame", "preprocess_masks", "region_pool"]

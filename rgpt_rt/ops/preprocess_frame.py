@@ -1,0 +1,71 @@
+"""rgpt_rt.ops.preprocess_frame / preprocess_masks (kernels/preprocess_frame*.{cu,cpp})."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._native import cpu
+from ._util import as_numpy_input, is_torch
+
+
+def default_fill(mean: Sequence[float]) -> tuple[int, int, int]:
+    """LLaVA's pad colour: the mean colour in 0..255, truncated."""
+    return tuple(int(m * 255) for m in mean)  # type: ignore[return-value]
+
+
+def preprocess_frame(
+    frame: Any,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    fill: Sequence[int] | None = None,
+    bgr: bool = False,
+    out_dtype: str = "f32",
+    threads: int = 0,
+):
+    """uint8 [H, W, 3] RGB (BGR with bgr=True) -> [3, S, S]: pad to square with `fill` (default: the mean
+    colour), Pillow-exact bicubic resize to S, then (v / 255 - mean) / std. out_dtype "f32" or "f16".
+    numpy in -> numpy out; torch in -> torch out (CPU or CUDA)."""
+    fill = default_fill(mean) if fill is None else tuple(int(v) for v in fill)
+    if is_torch(frame):
+        from ._torch_ops import register
+
+        register()
+        import torch
+
+        return torch.ops.rgpt.preprocess_frame(
+            frame, int(size), [float(v) for v in mean], [float(v) for v in std], list(fill), bool(bgr), out_dtype
+        )
+    f = as_numpy_input(frame, "frame")
+    if f.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8, got {f.dtype}")
+    if out_dtype not in ("f32", "f16"):
+        raise ValueError(f"out_dtype must be 'f32' or 'f16', got {out_dtype!r}")
+    out = np.empty((3, int(size), int(size)), np.float32 if out_dtype == "f32" else np.float16)
+    cpu().preprocess_frame(
+        f, out, out_dtype, bool(bgr), list(fill), [float(v) for v in mean], [float(v) for v in std], threads
+    )
+    return out
+
+
+def preprocess_masks(masks: Any, size: int, threads: int = 0):
+    """float [N, H, W] in [0, 1] -> f32 [N, S, S]: the frame's pad (fill 0) and Pillow's bilinear resize."""
+    if is_torch(masks):
+        from ._torch_ops import register
+
+        register()
+        import torch
+
+        return torch.ops.rgpt.preprocess_masks(masks, int(size))
+    m = np.asarray(masks)
+    if m.dtype != np.float32:
+        m = m.astype(np.float32)
+    m = as_numpy_input(m, "masks")
+    if m.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {m.shape}")
+    out = np.empty((m.shape[0], int(size), int(size)), np.float32)
+    cpu().preprocess_masks(m, out, threads)
+    return out

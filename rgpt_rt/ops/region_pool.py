@@ -1,0 +1,45 @@
+"""rgpt_rt.ops.region_pool: the fused patch merge + mask pooling op (kernels/region_pool*.{cu,cpp})."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._native import cpu
+from ._util import as_numpy_input, dtype_code, is_torch
+
+
+def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8, threads: int = 0):
+    """Patch merge and mask pooling of one refined map, reading the map once (fp32 accumulation).
+
+    feature_map [C, H, W]  f32 / f16 / bf16 (bf16 as a torch tensor), channels-first, any positive strides
+    masks       [N, Hm, Wm] soft masks in [0, 1] at the vision input size (cast to f32)
+    returns     image   [G*G, C] = adaptive average pool of the map to G x G, row-major over the grid
+                regions [N, C]   = sum(w_n * f) / (sum(w_n) + eps), w_n = mask n bilinearly resized to H x W
+                                   (align_corners=False); an all-zero mask gives zeros
+    Outputs have feature_map's dtype. numpy in -> numpy out; torch in -> torch out (CPU or CUDA).
+    """
+    if is_torch(feature_map):
+        from ._torch_ops import register
+
+        register()
+        import torch
+
+        return torch.ops.rgpt.region_pool(feature_map, masks, int(image_grid), float(eps))
+    fmap = as_numpy_input(feature_map, "feature_map")
+    code = dtype_code(fmap, "feature_map", ("f32", "f16"))
+    m = np.asarray(masks)
+    if m.dtype != np.float32:
+        m = m.astype(np.float32)
+    m = as_numpy_input(m, "masks")
+    if fmap.ndim != 3 or m.ndim != 3:
+        raise ValueError(
+            f"region_pool expects feature_map [C, H, W] and masks [N, Hm, Wm], got {fmap.shape} and {m.shape}"
+        )
+    g = int(image_grid)
+    c = fmap.shape[0]
+    image = np.empty((max(g, 0) ** 2, c), fmap.dtype)
+    regions = np.empty((m.shape[0], c), fmap.dtype)
+    cpu().region_pool(fmap, code, m, image, regions, code, g, float(eps), threads)
+    return image, regions
