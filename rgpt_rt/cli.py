@@ -78,8 +78,8 @@ def _region_args(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="checkpoint directory (llava or vila layout)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch"])
+    p.add_argument("--model", required=True, help="checkpoint directory (llava or vila layout) or engine directory")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "trt"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, choices=[None, "fp32", "fp16", "bf16"])
     p.add_argument("--bgr", action="store_true", help=argparse.SUPPRESS)
@@ -148,12 +148,33 @@ def demo_checkpoint(layout: str = "llava") -> Path:
     return path
 
 
+def demo_engine(checkpoint: Path) -> Path | None:
+    """The demo checkpoint compiled into an ONNX engine directory (skipped when up to date); None when the
+    build tools (torch, onnx) or onnxruntime are not installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        from build_engine.builder import build
+    except ImportError:
+        return None
+    return build(checkpoint, checkpoint.with_name(checkpoint.name + "-engine"), log=lambda s: print("  " + s))
+
+
 def cmd_demo(args) -> int:
     from .runtime import Runtime
 
     path = demo_checkpoint(args.layout)
-    rt = Runtime.from_pretrained(path)
-    print(f"rgpt_rt demo: tiny {args.layout}-layout checkpoint at {path} (backend: {rt.backend_name})")
+    print(f"rgpt_rt demo: tiny {args.layout}-layout checkpoint at {path}")
+    engine = demo_engine(path) if args.backend in ("auto", "onnx") else None
+    if engine is not None:
+        rt = Runtime.from_pretrained(engine, backend="onnx")
+        print(f"engine directory: {engine} (backend: onnx)")
+    else:
+        if args.backend == "onnx":
+            raise RgptError("the onnx demo needs onnx and onnxruntime: pip install 'rgpt_rt[onnx]'")
+        rt = Runtime.from_pretrained(path)
+        print(f"backend: {rt.backend_name} (install the onnx extra to run the demo from an engine directory)")
     print(f"image: {SAMPLE_IMAGE}  region: box {SAMPLE_BOX}")
     print(
         "NOTE: the demo model has RANDOM weights, so its text is meaningless; the demo shows the whole pipeline "
@@ -193,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="describe a region of the bundled sample image with a tiny random model")
     m.add_argument("--layout", default="llava", choices=["llava", "vila"])
     m.add_argument("--max-new-tokens", type=int, default=24)
+    m.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnx", "torch"],
+        help="auto: build an ONNX engine directory and run it when onnxruntime is installed",
+    )
     m.set_defaults(fn=cmd_demo)
     return parser
 

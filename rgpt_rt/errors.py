@@ -29,3 +29,7 @@ class MaskError(InputError):
 
 class PromptError(InputError):
     """The instruction does not fit: placeholder count, unknown task, or longer than the model's context."""
+
+
+class EngineError(RgptError):
+    """An engine directory is missing, altered, or built for another GPU, TensorRT or rgpt_rt version."""

@@ -76,9 +76,12 @@ class Runtime:
         device: str = "cpu",
         dtype: str | None = None,
         allow_empty_masks: bool = False,
+        verify: bool = True,
     ) -> Runtime:
-        """Load a checkpoint directory (llava or vila layout). backend: "auto" | "torch"; device: "cpu" | "cuda"."""
-        be = open_backend(path, backend=backend, device=device, dtype=dtype)
+        """Load a checkpoint directory (llava or vila layout; torch backend) or an engine directory built by
+        `python -m rgpt_rt.build` (onnx or trt backend). backend: "auto" | "torch" | "onnx" | "trt";
+        device: "cpu" | "cuda". verify: check each engine file's sha256 against the manifest."""
+        be = open_backend(path, backend=backend, device=device, dtype=dtype, verify=verify)
         return cls(be, PromptTokenizer(path, be.cfg), allow_empty_masks=allow_empty_masks)
 
     @property

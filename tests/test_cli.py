@@ -74,3 +74,4 @@ def test_demo_via_python_m(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "RANDOM weights" in out.stdout and "description:" in out.stdout
     assert (tmp_path / "demo-llava-seed0" / "model.safetensors").is_file()
+    assert "backend: onnx" in out.stdout and (tmp_path / "demo-llava-seed0-engine" / "manifest.json").is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,8 +30,8 @@ class Downsample2x2(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        g = int(round(t**0.5))
+        b, t, c = (int(v) for v in x.shape)  # static sizes (also when traced for export)
+        g = math.isqrt(t)
         if g * g != t:
             raise ValueError(f"mlp_downsample needs a square token grid, got {t} tokens")
         grid = x.view(b, g, g, c)

@@ -1,0 +1,223 @@
+"""The trt backend: TensorRT engines from an engine directory, CUDA memory and streams via cuda-python.
+
+Same I/O contract as the onnx backend (the engines are built from the same ONNX graphs). Everything stays on
+the device between stages: pixels -> vision engine -> region_pool (rgpt_rt._C_cuda, on this stream) ->
+connector engine -> the multimodal table, which the decoder reads in place. The KV cache lives in two sets
+of device buffers (past and present swap roles each step), so a decode step copies nothing but its token id
+in and its logits out. Imported only when backend="trt" is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _native
+from ..engine import read_manifest
+
+_NP = {"fp32": np.float32, "fp16": np.float16}
+
+
+def _ok(result, what: str):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"{what} failed: CUDA error {int(err)}")
+    return rest[0] if len(rest) == 1 else (rest or None)
+
+
+class _Buffers:
+    def __init__(self, cudart):
+        self.cudart, self.ptrs = cudart, []
+
+    def alloc(self, nbytes: int) -> int:
+        ptr = _ok(self.cudart.cudaMalloc(max(int(nbytes), 256)), "cudaMalloc")
+        self.ptrs.append(ptr)
+        return int(ptr)
+
+    def free(self) -> None:
+        for p in self.ptrs:
+            self.cudart.cudaFree(p)
+        self.ptrs = []
+
+
+class TrtBackend:
+    name = "trt"
+    device = "cuda"
+
+    def __init__(self, engine_dir: str | Path, verify: bool = True):
+        try:
+            import tensorrt as trt
+            from cuda.bindings import runtime as cudart
+        except ImportError as exc:
+            raise ImportError("backend='trt' needs TensorRT and cuda-python (pip install 'rgpt_rt[trt]')") from exc
+        self.trt, self.cudart = trt, cudart
+        self.manifest = read_manifest(engine_dir, verify=verify)
+        props = _ok(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+        self.manifest.check_trt(trt.__version__, f"sm_{props.major}{props.minor}")
+        self.cfg = self.manifest.cfg
+        self.cuda_ops = _native.cuda()
+        if self.cuda_ops is None:
+            raise RuntimeError("backend='trt' needs rgpt_rt built with CUDA (rgpt_rt._C_cuda) for region_pool")
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        self.engines, self.ctx = {}, {}
+        for g in ("vision", "connector", "decoder"):
+            blob = self.manifest.file(self.manifest.graph(g)["engine"]).read_bytes()
+            engine = runtime.deserialize_cuda_engine(blob)
+            if engine is None:
+                raise RuntimeError(f"TensorRT could not load {g}.engine; rebuild with python -m rgpt_rt.build")
+            self.engines[g], self.ctx[g] = engine, engine.create_execution_context()
+        self.stream = _ok(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._alloc_buffers()
+
+    # ---- memory ----------------------------------------------------------------------------------------
+
+    def _alloc_buffers(self) -> None:
+        cfg, llm = self.cfg, self.cfg.llm
+        self.vis_dtype = _NP[self.manifest.data.get("graph_precision", "fp32")]
+        self.dec_dtype = np.float16 if self.manifest.precision == "fp16" else np.float32
+        vb, db = np.dtype(self.vis_dtype).itemsize, np.dtype(self.dec_dtype).itemsize
+        s, c, hw = cfg.vision.image_size, cfg.vision.hidden_size, cfg.refined_size
+        self.max_regions = 64
+        self.ctx_len = llm.max_position_embeddings
+        self.mm_rows = cfg.num_image_tokens + self.max_regions
+        b = self.buf = _Buffers(self.cudart)
+        self.d_pixels = b.alloc(3 * s * s * vb)
+        self.d_refined = b.alloc(c * hw * hw * vb)
+        self.d_masks = b.alloc(self.max_regions * s * s * 4)
+        g = cfg.region.image_grid
+        self.d_img_feat, self.d_reg_feat = b.alloc(g * g * c * vb), b.alloc(self.max_regions * c * vb)
+        self.d_table = b.alloc(self.mm_rows * llm.hidden_size * db)
+        self.d_ids, self.d_pos = b.alloc(self.ctx_len * 8), b.alloc(self.ctx_len * 8)
+        self.d_logits = b.alloc(llm.vocab_size * 4)
+        kv_bytes = llm.num_kv_heads * self.ctx_len * llm.head_dim * db
+        self.kv = [[b.alloc(kv_bytes) for _ in range(2 * llm.num_layers)] for _ in range(2)]  # ping-pong sets
+        self.ws_bytes = self.cuda_ops.region_pool_workspace_bytes(self.max_regions, hw, hw, c)
+        self.d_ws = b.alloc(self.ws_bytes)
+        self.cur, self.cached = 0, 0
+
+    def __del__(self):
+        if getattr(self, "buf", None) is not None:
+            self.buf.free()
+
+    def _h2d(self, dst: int, arr: np.ndarray) -> None:
+        arr = np.ascontiguousarray(arr)
+        _ok(
+            self.cudart.cudaMemcpyAsync(
+                dst, arr.ctypes.data, arr.nbytes, self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream
+            ),
+            "H2D copy",
+        )
+        self._keep = arr  # the host array must outlive the asynchronous copy (synchronised below)
+
+    def _sync(self) -> None:
+        _ok(self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    def _run(self, g: str, shapes: dict[str, tuple], addrs: dict[str, int], profile: int | None = None) -> None:
+        ctx = self.ctx[g]
+        if profile is not None:
+            ctx.set_optimization_profile_async(profile, int(self.stream))
+        for name, shape in shapes.items():
+            if not ctx.set_input_shape(name, shape):
+                raise ValueError(f"{g}: shape {shape} for {name} is outside the engine's profile; rebuild")
+        for name, ptr in addrs.items():
+            ctx.set_tensor_address(name, ptr)
+        if not ctx.execute_async_v3(int(self.stream)):
+            raise RuntimeError(f"TensorRT execution of the {g} engine failed")
+
+    # ---- backend contract ----------------------------------------------------------------------------------
+
+    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray) -> tuple[Any, int]:
+        cfg = self.cfg
+        n = masks.shape[0]
+        if n > self.max_regions:
+            raise ValueError(f"at most {self.max_regions} regions per frame on the trt backend, got {n}")
+        s, c, hw, g = cfg.vision.image_size, cfg.vision.hidden_size, cfg.refined_size, cfg.region.image_grid
+        self._h2d(self.d_pixels, pixels[None].astype(self.vis_dtype))
+        self._run("vision", {"pixels": (1, 3, s, s)}, {"pixels": self.d_pixels, "refined": self.d_refined})
+        self._h2d(self.d_masks, masks.astype(np.float32))
+        code = "f16" if self.vis_dtype == np.float16 else "f32"
+        self.cuda_ops.region_pool(
+            self.d_refined,
+            code,
+            [c, hw, hw],
+            [hw * hw, hw, 1],
+            c * hw * hw,
+            self.d_masks,
+            "f32",
+            [n, s, s],
+            [s * s, s, 1],
+            max(n, 1) * s * s,
+            self.d_img_feat,
+            code,
+            [g * g, c],
+            [c, 1],
+            g * g * c,
+            self.d_reg_feat,
+            code,
+            [n, c],
+            [c, 1],
+            max(n, 1) * c,
+            g,
+            cfg.region.mask_eps,
+            self.d_ws,
+            self.ws_bytes,
+            int(self.stream),
+        )
+        t, d = cfg.num_image_tokens, cfg.llm.hidden_size
+        dsz = np.dtype(self.dec_dtype).itemsize
+        if self.dec_dtype != self.vis_dtype:
+            raise RuntimeError("trt engines must share one float type between connector and decoder")
+        self._run(
+            "connector",
+            {"image_features": (g * g, c), "region_features": (n, c)},
+            {
+                "image_features": self.d_img_feat,
+                "region_features": self.d_reg_feat,
+                "image_embeds": self.d_table,
+                "region_embeds": self.d_table + t * d * dsz,
+            },
+        )
+        self._sync()
+        return ("device-table", t + n), t
+
+    def reserve(self, max_len: int) -> None:
+        if max_len > self.ctx_len:
+            raise ValueError(f"{max_len} positions exceed the engine's context {self.ctx_len}")
+
+    def _decode(self, ids: list[int], rows: int, start: int, profile: int) -> np.ndarray:
+        llm = self.cfg.llm
+        length = len(ids)
+        self._h2d(self.d_ids, np.asarray(ids, np.int64))
+        self._h2d(self.d_pos, np.arange(start, start + length, dtype=np.int64))
+        past, present = self.kv[self.cur], self.kv[1 - self.cur]
+        shapes = {"input_ids": (1, length), "position_ids": (1, length), "mm_table": (1, rows, llm.hidden_size)}
+        addrs = {"input_ids": self.d_ids, "position_ids": self.d_pos, "mm_table": self.d_table, "logits": self.d_logits}
+        for i in range(llm.num_layers):
+            for j, kind in enumerate(("key", "value")):
+                shapes[f"past_{kind}_{i}"] = (1, llm.num_kv_heads, start, llm.head_dim)
+                addrs[f"past_{kind}_{i}"] = past[2 * i + j]
+                addrs[f"present_{kind}_{i}"] = present[2 * i + j]
+        self._run("decoder", shapes, addrs, profile)
+        logits = np.empty(llm.vocab_size, np.float32 if self.manifest.precision == "fp32" else np.float16)
+        _ok(
+            self.cudart.cudaMemcpyAsync(
+                logits.ctypes.data,
+                self.d_logits,
+                logits.nbytes,
+                self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                self.stream,
+            ),
+            "D2H copy",
+        )
+        self._sync()  # the only synchronisation of a decode step: the logits the sampler needs
+        self.cur = 1 - self.cur
+        return logits.astype(np.float32)
+
+    def prefill(self, ids: list[int], table: Any) -> np.ndarray:
+        return self._decode(ids, table[1], 0, profile=0)
+
+    def step(self, token: int, pos: int) -> np.ndarray:
+        return self._decode([token], 1, pos, profile=1)
