@@ -8,6 +8,7 @@
 
 #include "bind_common.h"
 #include "buffer_view.h"
+#include "int8_linear.h"
 #include "op_checks.h"
 #include "preprocess_frame.h"
 #include "region_pool.h"
@@ -61,6 +62,19 @@ void preprocess_masks(const py::buffer& masks, const py::buffer& out, int thread
   preprocess_masks_cpu(a);
 }
 
+void int8_linear(const py::buffer& x, const std::string& x_dtype, const py::buffer& q,
+                 const py::buffer& scale, const py::buffer& y, int threads) {
+  Int8LinearArgs a;
+  a.x = view_from_buffer(x, parse_dtype(x_dtype), "x", false);
+  a.q = view_from_buffer(q, DType::kI8, "weight", false);
+  a.scale = view_from_buffer(scale, DType::kF32, "scale", false);
+  a.y = view_from_buffer(y, parse_dtype(x_dtype), "output", true);
+  a.threads = threads;
+  check_int8_linear(a);
+  py::gil_scoped_release release;
+  int8_linear_cpu(a);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -72,6 +86,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("preprocess_frame", &preprocess_frame, py::arg("frame"), py::arg("out"), py::arg("out_dtype"),
         py::arg("bgr"), py::arg("fill"), py::arg("mean"), py::arg("std"), py::arg("threads") = 0,
         "Pad to square, Pillow-exact bicubic resize, normalise (see kernels/preprocess_frame.h).");
+  m.def("int8_linear", &int8_linear, py::arg("x"), py::arg("x_dtype"), py::arg("weight"), py::arg("scale"),
+        py::arg("out"), py::arg("threads") = 0,
+        "y = x @ (weight * scale[:, None]).T (see kernels/int8_linear.h).");
   m.def("preprocess_masks", &preprocess_masks, py::arg("masks"), py::arg("out"), py::arg("threads") = 0,
         "Pad to square and Pillow-exact bilinear resize of float masks.");
 }

@@ -12,6 +12,7 @@
 #include "bind_common.h"
 #include "buffer_view.h"
 #include "device_probe.h"
+#include "int8_linear.h"
 #include "op_checks.h"
 #include "preprocess_frame.h"
 #include "region_pool.h"
@@ -120,6 +121,25 @@ void preprocess_masks(uintptr_t m, const std::string& md, const Dims& ms, const 
   check_status(st, err, "preprocess_masks");
 }
 
+void int8_linear(uintptr_t x, const std::string& xd, const Dims& xs, const Dims& xst, int64_t xe, uintptr_t q,
+                 const std::string& qd, const Dims& qs, const Dims& qst, int64_t qe, uintptr_t sc,
+                 const std::string& sd, const Dims& ss, const Dims& sst, int64_t se, uintptr_t y,
+                 const std::string& yd, const Dims& ys, const Dims& yst, int64_t ye, uintptr_t stream) {
+  Int8LinearArgs a;
+  a.x = view_from_pointer(x, xd, xs, xst, xe, "x");
+  a.q = view_from_pointer(q, qd, qs, qst, qe, "weight");
+  a.scale = view_from_pointer(sc, sd, ss, sst, se, "scale");
+  a.y = view_from_pointer(y, yd, ys, yst, ye, "output");
+  check_int8_linear(a);
+  int err = 0;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = int8_linear_cuda(a, reinterpret_cast<void*>(stream), &err);
+  }
+  check_status(st, err, "int8_linear");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C_cuda, m) {
@@ -140,4 +160,5 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("preprocess_workspace_bytes", &preprocess_workspace_bytes, py::arg("side"), py::arg("size"));
   m.def("preprocess_frame", &preprocess_frame, "preprocess_frame on device pointers.");
   m.def("preprocess_masks", &preprocess_masks, "preprocess_masks on device pointers.");
+  m.def("int8_linear", &int8_linear, "int8_linear on device pointers.");
 }

@@ -32,7 +32,8 @@ DType parse_dtype(const std::string& name) {
   if (name == "f16" || name == "float16") return DType::kF16;
   if (name == "bf16" || name == "bfloat16") return DType::kBF16;
   if (name == "u8" || name == "uint8") return DType::kU8;
-  fail("unknown dtype '" + name + "' (expected f32, f16, bf16 or u8)");
+  if (name == "i8" || name == "int8") return DType::kI8;
+  fail("unknown dtype '" + name + "' (expected f32, f16, bf16, u8 or i8)");
 }
 
 const char* dtype_name(DType t) {
@@ -43,12 +44,14 @@ const char* dtype_name(DType t) {
       return "f16";
     case DType::kBF16:
       return "bf16";
+    case DType::kI8:
+      return "i8";
     default:
       return "u8";
   }
 }
 
-int64_t dtype_size(DType t) { return t == DType::kF32 ? 4 : (t == DType::kU8 ? 1 : 2); }
+int64_t dtype_size(DType t) { return t == DType::kF32 ? 4 : (t == DType::kU8 || t == DType::kI8 ? 1 : 2); }
 
 void check_view(const View& v, const char* name, int ndim, bool output) {
   if (v.ndim != ndim)
@@ -102,6 +105,28 @@ void check_region_pool(const RegionPoolArgs& a) {
     fail("regions output must be [" + std::to_string(n) + ", " + std::to_string(c) + "], got " +
          shape_str(a.regions));
   if (!(a.eps >= 0.0f)) fail("eps must be >= 0");
+}
+
+void check_int8_linear(const Int8LinearArgs& a) {
+  check_view(a.x, "x", 2, false);
+  check_view(a.q, "weight", 2, false);
+  check_view(a.scale, "scale", 1, false);
+  check_view(a.y, "output", 2, true);
+  need_dtype(a.x, "x", {DType::kF32, DType::kF16, DType::kBF16});
+  need_dtype(a.q, "weight", {DType::kI8});
+  need_dtype(a.scale, "scale", {DType::kF32});
+  if (a.y.dtype != a.x.dtype) fail("output dtype must equal x's dtype");
+  const int64_t m = a.x.shape[0], k = a.x.shape[1], n = a.q.shape[0];
+  if (k < 1 || n < 1)
+    fail("int8_linear needs K >= 1 and N >= 1, got x " + shape_str(a.x) + ", weight " + shape_str(a.q));
+  if (a.q.shape[1] != k)
+    fail("weight must be [N, K] with K = " + std::to_string(k) + ", got " + shape_str(a.q));
+  if (a.x.stride[1] != 1 && k > 1) fail("x must have unit stride along K");
+  if (a.q.stride[1] != 1 || (n > 1 && a.q.stride[0] != k)) fail("weight must be row-major contiguous");
+  if (a.scale.shape[0] != n)
+    fail("scale must be [N] with N = " + std::to_string(n) + ", got " + shape_str(a.scale));
+  if (a.y.shape[0] != m || a.y.shape[1] != n)
+    fail("output must be [" + std::to_string(m) + ", " + std::to_string(n) + "], got " + shape_str(a.y));
 }
 
 void check_preprocess_frame(const PreprocessFrameArgs& a) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common.h"
+#include "int8_linear.h"
 #include "preprocess_frame.h"
 #include "region_pool.h"
 
@@ -19,6 +20,7 @@ int64_t dtype_size(DType t);
 void check_view(const View& v, const char* name, int ndim, bool output);
 
 void check_region_pool(const RegionPoolArgs& a);
+void check_int8_linear(const Int8LinearArgs& a);
 void check_preprocess_frame(const PreprocessFrameArgs& a);
 void check_preprocess_masks(const PreprocessMasksArgs& a);
 

@@ -13,7 +13,7 @@
 
 namespace rgpt {
 
-enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kU8 = 3 };
+enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kU8 = 3, kI8 = 4 };
 
 // Return codes of every launcher (0 = success). Messages: status_message().
 enum Status : int32_t {
@@ -107,6 +107,8 @@ RGPT_HD float load_as_float(const void* base, int64_t i, DType t) {
       return half_bits_to_float(static_cast<const uint16_t*>(base)[i]);
     case DType::kBF16:
       return bf16_bits_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kI8:
+      return static_cast<float>(static_cast<const int8_t*>(base)[i]);
     default:
       return static_cast<float>(static_cast<const uint8_t*>(base)[i]);
   }

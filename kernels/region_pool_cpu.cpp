@@ -22,7 +22,7 @@ namespace rgpt {
 
 namespace {
 
-constexpr int kCB = 4;  // channels per block
+constexpr int kCB = 8;  // channels per block: one weight load feeds 8 multiply-adds
 
 struct Weights {
   int64_t n = 0, h = 0, w = 0;
@@ -76,11 +76,6 @@ Weights resize_masks(const View& m, int64_t h, int64_t w, float eps, int nthread
 
 #if defined(__GNUC__)
 typedef float V8 __attribute__((vector_size(32)));
-#define RGPT_CLONES
-#if defined(__x86_64__) && !defined(__clang__)
-#undef RGPT_CLONES
-#define RGPT_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#endif
 
 inline V8 load8(const float* p) {
   V8 v;
@@ -94,32 +89,66 @@ inline float hsum(V8 v) {
   return s;
 }
 
-// acc[c][r] += sum_{x in [x0, x1)} w_r[x] * f_c[x] for 4 channel rows f and up to 2 weight rows w.
-RGPT_CLONES void dot_4x2(const float* const* f, const float* w0, const float* w1, int64_t x0, int64_t x1,
-                         float acc[kCB][2]) {
-  V8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
-  int64_t x = x0;
-  for (; x + 8 <= x1; x += 8) {
-    const V8 u = load8(w0 + x), v = load8(w1 + x);
-    const V8 f0 = load8(f[0] + x), f1 = load8(f[1] + x), f2 = load8(f[2] + x), f3 = load8(f[3] + x);
-    a00 += f0 * u, a01 += f0 * v;
-    a10 += f1 * u, a11 += f1 * v;
-    a20 += f2 * u, a21 += f2 * v;
-    a30 += f3 * u, a31 += f3 * v;
+// acc[c] += sum over rows y of sum_{x in [x0_y, x1_y)} w[y*W + x] * f_c[y*W + x] for kCB channel bands f:
+// one region, its own non-zero column range on every row, so sparse masks cost only their support.
+// The body is compiled twice, for the baseline and for AVX2+FMA, and picked once at load time by what the CPU
+// reports (GCC's target_clones picks "arch=" clones by CPU model, not by features, so it is not used here).
+__attribute__((always_inline)) inline void dot_rows_body(const float* const* f, const float* w, int64_t width,
+                                                         int64_t rows, const int32_t* x0, const int32_t* x1,
+                                                         float* acc) {
+  V8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
+  float tail[kCB] = {};
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t base = r * width;
+    int64_t x = base + x0[r];
+    const int64_t end = base + x1[r];
+    for (; x + 8 <= end; x += 8) {
+      const V8 u = load8(w + x);
+      a0 += load8(f[0] + x) * u, a1 += load8(f[1] + x) * u, a2 += load8(f[2] + x) * u,
+          a3 += load8(f[3] + x) * u;
+      a4 += load8(f[4] + x) * u, a5 += load8(f[5] + x) * u, a6 += load8(f[6] + x) * u,
+          a7 += load8(f[7] + x) * u;
+    }
+    for (; x < end; ++x)
+      for (int c = 0; c < kCB; ++c) tail[c] += f[c][x] * w[x];
   }
-  float t[kCB][2] = {
-      {hsum(a00), hsum(a01)}, {hsum(a10), hsum(a11)}, {hsum(a20), hsum(a21)}, {hsum(a30), hsum(a31)}};
-  for (; x < x1; ++x)
-    for (int c = 0; c < kCB; ++c) t[c][0] += f[c][x] * w0[x], t[c][1] += f[c][x] * w1[x];
-  for (int c = 0; c < kCB; ++c) acc[c][0] += t[c][0], acc[c][1] += t[c][1];
+  const V8 a[kCB] = {a0, a1, a2, a3, a4, a5, a6, a7};
+  for (int c = 0; c < kCB; ++c) acc[c] += hsum(a[c]) + tail[c];
 }
+
+using DotRows = void (*)(const float* const*, const float*, int64_t, int64_t, const int32_t*, const int32_t*,
+                         float*);
+
+void dot_rows_base(const float* const* f, const float* w, int64_t width, int64_t rows, const int32_t* x0,
+                   const int32_t* x1, float* acc) {
+  dot_rows_body(f, w, width, rows, x0, x1, acc);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void dot_rows_avx2(const float* const* f, const float* w, int64_t width,
+                                                       int64_t rows, const int32_t* x0, const int32_t* x1,
+                                                       float* acc) {
+  dot_rows_body(f, w, width, rows, x0, x1, acc);
+}
+#endif
+
+DotRows pick_dot_rows() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return dot_rows_avx2;
+#endif
+  return dot_rows_base;
+}
+
+const DotRows dot_rows = pick_dot_rows();
 #else
-void dot_4x2(const float* const* f, const float* w0, const float* w1, int64_t x0, int64_t x1,
-             float acc[kCB][2]) {
+void dot_rows(const float* const* f, const float* w, int64_t width, int64_t rows, const int32_t* x0,
+              const int32_t* x1, float acc[kCB]) {
   for (int c = 0; c < kCB; ++c) {
-    float s0 = 0.0f, s1 = 0.0f;
-    for (int64_t x = x0; x < x1; ++x) s0 += f[c][x] * w0[x], s1 += f[c][x] * w1[x];
-    acc[c][0] += s0, acc[c][1] += s1;
+    float s = 0.0f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t x = r * width + x0[r]; x < r * width + x1[r]; ++x) s += f[c][x] * w[x];
+    acc[c] += s;
   }
 }
 #endif
@@ -222,21 +251,14 @@ Status region_pool_cpu(const RegionPoolArgs& a) {
                              s / static_cast<float>(rows * (xhi[j] - xlo[j])));
           }
         }
-        // Region partial sums over the rows this band owns, two regions at a time. Rows [ylo, own_hi) are
-        // contiguous in both the band and the weights, so one dot product over the flat span between the
-        // pair's first and last non-zero weight covers them.
-        for (int64_t k = 0; k < n; k += 2) {
-          const int64_t k1 = k + 1 < n ? k + 1 : k;
-          const int64_t lo = std::min(span[(k * g + i) * 2], span[(k1 * g + i) * 2]);
-          const int64_t hi = std::max(span[(k * g + i) * 2 + 1], span[(k1 * g + i) * 2 + 1]);
-          if (lo >= hi) continue;
-          float acc[kCB][2] = {};
-          const int64_t base = ylo[i] * w;
-          dot_4x2(band, rw.w_.data() + k * h * w + base, rw.w_.data() + k1 * h * w + base, lo, hi, acc);
-          for (int c = 0; c < cb; ++c) {
-            racc[k * c_all + c0 + c] += acc[c][0];
-            if (k1 != k) racc[k1 * c_all + c0 + c] += acc[c][1];
-          }
+        // Region partial sums over the rows this band owns, one region at a time over its non-zero columns.
+        const int64_t own = own_hi[i] - ylo[i];
+        for (int64_t k = 0; k < n; ++k) {
+          if (span[(k * g + i) * 2] >= span[(k * g + i) * 2 + 1]) continue;  // no weight in this band
+          float acc[kCB] = {};
+          dot_rows(band, rw.w_.data() + (k * h + ylo[i]) * w, w, own, rw.x0.data() + k * h + ylo[i],
+                   rw.x1.data() + k * h + ylo[i], acc);
+          for (int c = 0; c < cb; ++c) racc[k * c_all + c0 + c] += acc[c];
         }
       }
     }

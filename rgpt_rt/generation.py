@@ -18,6 +18,7 @@ class GenerationConfig:
     repetition_penalty: float = 1.0  # > 1 discourages tokens already generated (CTRL-style, as transformers)
     stop: tuple[str, ...] = ()  # stop strings; the text ends before the first one found
     seed: int | None = None
+    ignore_eos: bool = False  # keep generating past end-of-sequence (benchmarks that need N tokens)
 
     def __post_init__(self):
         if isinstance(self.stop, str):

@@ -18,13 +18,16 @@ use the model are serialised.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .backends import Backend, open_backend
 from .errors import PromptError
@@ -48,6 +51,14 @@ if TYPE_CHECKING:
 DESCRIBE_TASKS = ("detail", "brief")
 
 
+def content_key(arr: np.ndarray) -> str:
+    """A digest of an array's shape, dtype and bytes: equal frames (or masks) give equal keys."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((arr.shape, arr.dtype.str)).encode())
+    h.update(np.ascontiguousarray(arr).data)
+    return h.hexdigest()
+
+
 @dataclass
 class Visual:
     """A frame and its regions after the vision stage: the multimodal table and its layout."""
@@ -57,6 +68,11 @@ class Visual:
     n_regions: int
     preprocess_ms: float
     vision_ms: float
+    row_keys: list = field(default_factory=list)  # content key of each table row (image i, region k)
+
+    def token_keys(self, ids: list[int], vocab: int) -> list:
+        """What each token is: its id for text, its table row's content key for image and region tokens."""
+        return [i if i < vocab else self.row_keys[i - vocab] for i in ids]
 
 
 class Runtime:
@@ -77,11 +93,13 @@ class Runtime:
         dtype: str | None = None,
         allow_empty_masks: bool = False,
         verify: bool = True,
+        precision: str | None = None,
     ) -> Runtime:
         """Load a checkpoint directory (llava or vila layout; torch backend) or an engine directory built by
         `python -m rgpt_rt.build` (onnx or trt backend). backend: "auto" | "torch" | "onnx" | "trt";
-        device: "cpu" | "cuda". verify: check each engine file's sha256 against the manifest."""
-        be = open_backend(path, backend=backend, device=device, dtype=dtype, verify=verify)
+        device: "cpu" | "cuda". verify: check each engine file's sha256 against the manifest. precision (torch
+        backend): "fp32" | "fp16" | "bf16" | "int8" (weight-only int8 decoder through rgpt_rt.ops.int8_linear)."""
+        be = open_backend(path, backend=backend, device=device, dtype=dtype, verify=verify, precision=precision)
         return cls(be, PromptTokenizer(path, be.cfg), allow_empty_masks=allow_empty_masks)
 
     @property
@@ -99,13 +117,17 @@ class Runtime:
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
         masks = to_masks(regions, img.shape[:2], allow_empty=allow)
         s = self.cfg.vision.image_size
-        pixels = preprocess_frame(img, self.cfg.vision)
+        key = content_key(img)
+        # A frame the backend already holds needs no preprocessing (its refined map and image embeddings are
+        # cached); the masks are always new work.
+        pixels = None if self.backend.has_frame(key) else preprocess_frame(img, self.cfg.vision)
         mask_px = preprocess_masks(masks, s)
         t1 = time.perf_counter()
         with self._exclusive():
-            table, n_image = self.backend.visual_embeds(pixels, mask_px)
+            table, n_image = self.backend.visual_embeds(pixels, mask_px, frame_key=key)
         t2 = time.perf_counter()
-        return Visual(table, n_image, len(masks), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        rows = [("image", key, i) for i in range(n_image)] + [("region", content_key(m)) for m in mask_px]
+        return Visual(table, n_image, len(masks), (t1 - t0) * 1e3, (t2 - t1) * 1e3, rows)
 
     # ---- the generation stage -----------------------------------------------------------------------------
 
@@ -151,43 +173,58 @@ class Runtime:
     ) -> Iterator[str]:
         """Yield text pieces as they become final; append the GenerationResult to `out` at the end."""
         timings = Timings(preprocess_ms=visual.preprocess_ms, vision_ms=visual.vision_ms, prompt_tokens=len(ids))
-        max_new = min(gen.max_new_tokens, self.cfg.llm.max_position_embeddings - len(ids))
-        sampler = Sampler(gen)
-        stop_ids = self.tokenizer.stop_ids
-        generated: list[int] = []
-        emitted, text, finish = "", "", "length"
+        seq = _Sequence(self.tokenizer, gen, min(gen.max_new_tokens, self.cfg.llm.max_position_embeddings - len(ids)))
+        emitted = ""
         with self._exclusive():
-            self.backend.reserve(len(ids) + max_new)
+            self.backend.reserve(len(ids) + seq.max_new)
             t0 = time.perf_counter()
-            logits = self.backend.prefill(ids, visual.table)
+            logits = self.backend.prefill(ids, visual.table, visual.token_keys(ids, self.cfg.llm.vocab_size))
             t1 = time.perf_counter()
             timings.prefill_ms = (t1 - t0) * 1e3
             first_logits = logits.copy() if keep_first_logits else None
             pos = len(ids)
-            for i in range(max_new):
-                tok = sampler(logits, generated)
-                if tok in stop_ids:
-                    finish = "eos"
+            while True:
+                tok = seq.accept(logits)
+                if seq.done:
                     break
-                generated.append(tok)
-                text = self.tokenizer.decode(generated).lstrip()
-                cut = min((j for j in (text.find(s) for s in gen.stop) if j >= 0), default=-1)
-                if cut >= 0:
-                    text, finish = text[:cut], "stop"
-                    break
-                ready = _stable_prefix(text, gen.stop)
+                ready = _stable_prefix(seq.text, gen.stop)
                 if len(ready) > len(emitted):
                     yield ready[len(emitted) :]
                     emitted = ready
-                if i + 1 < max_new:
-                    logits = self.backend.step(tok, pos)
-                    pos += 1
+                logits = self.backend.step(tok, pos)
+                pos += 1
             timings.decode_ms = (time.perf_counter() - t1) * 1e3
-        timings.tokens = len(generated)
-        final = text.strip()
+        timings.tokens = len(seq.generated)
+        final = seq.text.strip()
         if len(final) > len(emitted):
             yield final[len(emitted) :]
-        out.append(GenerationResult(final, generated, finish, timings, first_logits))
+        out.append(GenerationResult(final, seq.generated, seq.finish, timings, first_logits))
+
+    def _run_batch(self, visual: Visual, ids_list: list[list[int]], gen: GenerationConfig) -> list[str]:
+        """Several prompts that differ only after a shared prefix (one per region): prefill the prefix once,
+        the suffixes as one batch, then decode all rows together, each stopping on its own."""
+        vocab = self.cfg.llm.vocab_size
+        first_region = vocab + visual.n_image
+        p = min(next(i for i, t in enumerate(ids) if t >= first_region) for ids in ids_list)
+        ctx = self.cfg.llm.max_position_embeddings
+        seqs = [_Sequence(self.tokenizer, gen, min(gen.max_new_tokens, ctx - len(ids))) for ids in ids_list]
+        pos = [len(ids) for ids in ids_list]
+        with self._exclusive():
+            self.backend.reserve(min(ctx, max(pos) + max(s.max_new for s in seqs)), batch=len(ids_list))
+            logits = self.backend.prefill_batch(
+                ids_list[0][:p], visual.token_keys(ids_list[0][:p], vocab), [ids[p:] for ids in ids_list], visual.table
+            )
+            while True:
+                tokens = []
+                for b, seq in enumerate(seqs):
+                    tok = seq.accept(logits[b]) if not seq.done else None
+                    tokens.append(tok if tok is not None and not seq.done else 0)
+                if all(s.done for s in seqs):
+                    break
+                # Finished rows keep writing one slot of their own (their output is ignored).
+                logits = self.backend.step_batch(tokens, pos)
+                pos = [q + (0 if s.done else 1) for q, s in zip(pos, seqs)]
+        return [s.text.strip() for s in seqs]
 
     def _generate(self, visual: Visual, turns, region_rows, gen: GenerationConfig, keep_first_logits=False):
         out: list[GenerationResult] = []
@@ -252,14 +289,20 @@ class Runtime:
         *,
         bgr: bool = False,
         allow_empty_masks: bool | None = None,
+        batch: bool = True,
         **generation,
     ) -> list[str]:
-        """One description per region; the frame is encoded once for all of them."""
+        """One description per region; the frame is encoded once for all of them. With batch (the default,
+        on backends that support it) the shared prompt prefix is prefilled once and all regions decode
+        together, each stopping on its own; batch=False describes them one after another."""
         if task not in DESCRIBE_TASKS:
             raise PromptError(f"unknown describe task '{task}'; use one of {', '.join(DESCRIBE_TASKS)}")
         gen = GenerationConfig.from_kwargs(**generation)
         visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
         turns = [(task_instruction(task), None)]
+        if batch and visual.n_regions > 1 and hasattr(self.backend, "prefill_batch"):
+            ids_list = [self._prompt_ids(visual, turns, [k]) for k in range(visual.n_regions)]
+            return self._run_batch(visual, ids_list, gen)
         return [self._generate(visual, turns, [k], gen).text for k in range(visual.n_regions)]
 
     def classify(self, frame: Any, mask: Any, vocabulary: list[str] | None = None, **kwargs) -> str | None:
@@ -288,6 +331,31 @@ class Runtime:
         from .chat import Chat
 
         return Chat(self, frame, masks, bgr=bgr)
+
+
+class _Sequence:
+    """One sequence's decoding state: sampling, end-of-sequence, stop strings, the length limit, its text."""
+
+    def __init__(self, tokenizer: PromptTokenizer, gen: GenerationConfig, max_new: int):
+        self.tokenizer, self.gen, self.max_new = tokenizer, gen, max_new
+        self.sampler = Sampler(gen)
+        self.generated: list[int] = []
+        self.text, self.finish, self.done = "", "length", max_new <= 0
+
+    def accept(self, logits: np.ndarray) -> int | None:
+        """Pick the next token; returns it (None at end-of-sequence) and updates done/finish/text."""
+        tok = self.sampler(logits, self.generated)
+        if tok in self.tokenizer.stop_ids and not self.gen.ignore_eos:
+            self.finish, self.done = "eos", True
+            return None
+        self.generated.append(tok)
+        self.text = self.tokenizer.decode(self.generated).lstrip()
+        cut = min((j for j in (self.text.find(s) for s in self.gen.stop) if j >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.finish, self.done = self.text[:cut], "stop", True
+        elif len(self.generated) >= self.max_new:
+            self.done = True
+        return tok
 
 
 def _stable_prefix(text: str, stops: tuple[str, ...]) -> str:

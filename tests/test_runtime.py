@@ -102,7 +102,9 @@ def test_equivalent_region_forms_give_identical_results(rt, sample_frame):
     ]
     for r in results[1:]:
         assert r.token_ids == results[0].token_ids
-        np.testing.assert_array_equal(r.first_logits, results[0].first_logits)
+        # Not bit-identical: later calls reuse the cached KV of the shared prefix (template head + image), so
+        # only the suffix is recomputed, in a different-shaped (differently rounded) pass.
+        np.testing.assert_allclose(r.first_logits, results[0].first_logits, rtol=1e-5, atol=1e-5)
 
 
 def test_bgr_pil_path_and_bytes_frames_agree(rt_llava, sample_frame, tmp_path):
@@ -122,7 +124,7 @@ def test_bgr_pil_path_and_bytes_frames_agree(rt_llava, sample_frame, tmp_path):
         got = rt_llava.generate(
             frame, "Provide a short description of <region>.", BOX, return_first_logits=True, **kw, **GEN
         )
-        np.testing.assert_array_equal(got.first_logits, ref.first_logits)
+        np.testing.assert_allclose(got.first_logits, ref.first_logits, rtol=1e-5, atol=1e-5)
 
 
 def test_multi_turn_chat_equals_one_shot_with_the_whole_history(rt, sample_frame):

@@ -26,7 +26,12 @@ def _trt_usable() -> bool:
 
 
 def open_backend(
-    path: str | Path, backend: str = "auto", device: str = "cpu", dtype: str | None = None, verify: bool = True
+    path: str | Path,
+    backend: str = "auto",
+    device: str = "cpu",
+    dtype: str | None = None,
+    verify: bool = True,
+    precision: str | None = None,
 ) -> Backend:
     """Pick and open a backend. auto: trt for a trt engine directory on a usable GPU, else onnx for engine
     directories; torch for checkpoint directories."""
@@ -48,7 +53,7 @@ def open_backend(
             )
         from .torch_backend import TorchBackend
 
-        return TorchBackend(path, device=device, dtype=dtype)
+        return TorchBackend(path, device=device, dtype=dtype, precision=precision)
     if not engine:
         raise ValueError(
             f"backend='{backend}' needs an engine directory, and {path} has no manifest.json; "

@@ -47,7 +47,10 @@ class OnnxBackend:
         self._dummy_table = np.zeros((1, 1, llm.hidden_size), self.dec_float)
         self._past: list[np.ndarray] = []
 
-    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray) -> tuple[Any, int]:
+    def has_frame(self, key: str | None) -> bool:
+        return False  # no per-frame cache in this backend yet
+
+    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None) -> tuple[Any, int]:
         refined = self.vision.run(None, {"pixels": pixels[None].astype(self.float)})[0][0]  # [C, H, W]
         image_feats, region_feats = region_pool(
             np.ascontiguousarray(refined), masks, self.cfg.region.image_grid, self.cfg.region.mask_eps
@@ -57,7 +60,7 @@ class OnnxBackend:
         )
         return np.concatenate([image, regions]).astype(self.dec_float), image.shape[0]
 
-    def reserve(self, max_len: int) -> None:
+    def reserve(self, max_len: int, batch: int = 1) -> None:
         if max_len > self.cfg.llm.max_position_embeddings:
             raise ValueError(f"{max_len} positions exceed the model's context {self.cfg.llm.max_position_embeddings}")
 
@@ -74,7 +77,7 @@ class OnnxBackend:
         self._past = out[1:]
         return out[0][0].astype(np.float32)
 
-    def prefill(self, ids: list[int], table: Any) -> np.ndarray:
+    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
         return self._run(ids, np.asarray(table, self.dec_float)[None], 0, None)
 
     def step(self, token: int, pos: int) -> np.ndarray:

@@ -1,4 +1,14 @@
-"""The torch backend: the reference model on CPU or CUDA (fp32 default on CPU, fp16 on CUDA)."""
+"""The torch backend: the reference model on CPU or CUDA.
+
+Beyond the plain model it keeps three things between calls:
+- a per-frame cache (refined map + image embeddings, LRU bounded in bytes), so a new question or new regions
+  on the same frame skip preprocessing and the vision tower;
+- the keys of the tokens in KV-cache row 0 (text ids, and content keys for image and region embeddings), so a
+  prompt sharing a prefix with the previous one (the template head and the image on the same frame, or the
+  earlier turns of a chat) only prefills the new part;
+- on CUDA, the one-token decode step captured in a CUDA graph per batch size (static KV cache, fixed shapes).
+`prefill_batch` / `step_batch` decode several suffixes that share one prefix (describe_many).
+"""
 
 from __future__ import annotations
 
@@ -7,52 +17,195 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import ByteLRU
+
+DEFAULT_FRAME_CACHE_BYTES = 256 << 20
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
 
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: str | Path, device: str = "cpu", dtype: str | None = None):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        device: str = "cpu",
+        dtype: str | None = None,
+        precision: str | None = None,
+        model=None,
+        frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
+        prefix_cache: bool = True,
+        cuda_graphs: bool = True,
+    ):
         import torch
 
         from ..checkpoint import load_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch sees no CUDA GPU; use device='cpu'")
+        if precision not in (None, "fp32", "fp16", "bf16", "int8"):
+            raise ValueError(f"precision must be fp32, fp16, bf16 or int8, got {precision!r}")
         self.torch = torch
         self.device = device
-        self.model = load_model(path, dtype=dtype or ("fp16" if device.startswith("cuda") else "fp32"), device=device)
-        self.cfg = self.model.cfg
-        self.dtype = next(self.model.parameters()).dtype
+        on_gpu = device.startswith("cuda")
+        if precision in ("fp32", "fp16", "bf16"):
+            dtype = precision
+        dtype = dtype or ("fp16" if on_gpu else "fp32")
+        self.model = model if model is not None else load_model(path, dtype=dtype, device=device)
+        self.precision = precision or dtype
+        if precision == "int8":
+            from ..model.quant import quantize_decoder_
 
-    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray) -> tuple[Any, int]:
+            quantize_decoder_(self.model)
+        self.cfg = self.model.cfg
+        self.dtype = self.model.llm.model.embed_tokens.weight.dtype
+        self.frames = ByteLRU(frame_cache_bytes)
+        self.prefix_cache = prefix_cache
+        self.use_graphs = cuda_graphs and on_gpu
+        self._seq: list = []  # keys of the tokens held in KV-cache row 0, by position
+        self._graphs: dict[int, tuple] = {}
+        self.reused_tokens = 0  # prefix tokens the last prefill did not recompute (for tests and benches)
+
+    # ---- vision ----------------------------------------------------------------------------------------
+
+    def has_frame(self, key: str | None) -> bool:
+        return key is not None and key in self.frames
+
+    def visual_embeds(self, pixels: np.ndarray | None, masks: np.ndarray, frame_key: str | None = None):
         t = self.torch
         with t.inference_mode():
-            px = t.from_numpy(pixels).to(self.device, self.dtype)
-            mk = t.from_numpy(masks).to(self.device)
-            image, regions = self.model.visual_embeds(px, mk)
+            hit = self.frames.get(frame_key) if frame_key is not None else None
+            if hit is None:
+                if pixels is None:
+                    raise ValueError("frame not in the cache and no pixels given")
+                refined = self.model.encode_image(t.from_numpy(pixels).to(self.device, self.dtype)[None])[0]
+            else:
+                refined, image = hit
+            img_feats, reg_feats = self.model.pool(refined, t.from_numpy(masks).to(self.device))
+            if hit is None:
+                image, regions = self.model.connect(img_feats, reg_feats)
+                if frame_key is not None:
+                    nbytes = refined.numel() * refined.element_size() + image.numel() * image.element_size()
+                    self.frames.put(frame_key, (refined, image), nbytes)
+            else:
+                regions = self.model.connect_regions(reg_feats)
             return t.cat([image, regions]), image.shape[0]
 
-    def reserve(self, max_len: int) -> None:
-        llm = self.model.llm
-        if max_len > llm.max_seq or llm.max_batch < 1:
-            # Grow in steps so that a run of similar prompts allocates once.
-            cap = min(max(max_len, 2 * llm.max_seq, 256), self.cfg.llm.max_position_embeddings)
-            llm.setup_caches(1, max(cap, max_len), dtype=self.dtype, device=self.device)
+    # ---- decoder ----------------------------------------------------------------------------------------
 
-    def _logits(self, x) -> np.ndarray:
+    def reserve(self, max_len: int, batch: int = 1) -> None:
+        llm = self.model.llm
+        ctx = self.cfg.llm.max_position_embeddings
+        if max_len > ctx:
+            raise ValueError(f"{max_len} positions exceed the model's context {ctx}")
+        if max_len > llm.max_seq or batch > llm.max_batch:
+            # Grow in steps so that a run of similar prompts allocates once.
+            cap = min(max(max_len, 2 * llm.max_seq, 256), ctx)
+            llm.setup_caches(max(batch, llm.max_batch, 1), max(cap, max_len), dtype=self.dtype, device=self.device)
+            self._seq, self._graphs = [], {}
+
+    def _np(self, x) -> np.ndarray:
         return x.float().cpu().numpy()
 
-    def prefill(self, ids: list[int], table: Any) -> np.ndarray:
+    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
         t = self.torch
+        common = _common_prefix(self._seq, keys) if (keys is not None and self.prefix_cache) else 0
+        common = min(common, len(ids) - 1)  # at least one token runs, for its logits
         with t.inference_mode():
-            ids_t = t.tensor([ids], device=self.device)
-            embeds = self.model.embed(ids_t, table[None])
-            pos = t.arange(len(ids), device=self.device)[None]
+            new = t.tensor([ids[common:]], device=self.device)
+            embeds = self.model.embed(new, table[None])
+            pos = t.arange(common, len(ids), device=self.device)[None]
             hidden = self.model.llm(embeds, pos, logits=False)[:, -1]
-            return self._logits(self.model.llm.head(hidden)[0])
+            logits = self.model.llm.head(hidden)[0]
+        self._seq = list(keys) if keys is not None else []
+        self.reused_tokens = common
+        return self._np(logits)
 
     def step(self, token: int, pos: int) -> np.ndarray:
         t = self.torch
         with t.inference_mode():
-            emb = self.model.llm.embed(t.tensor([[token]], device=self.device))
-            return self._logits(self.model.llm(emb, t.tensor([[pos]], device=self.device))[0, 0])
+            logits = self._decode(t.tensor([token], device=self.device), t.tensor([pos], device=self.device))
+        del self._seq[pos:]
+        self._seq.append(token)
+        return self._np(logits[0])
+
+    def prefill_batch(
+        self, prefix_ids: list[int], prefix_keys: list, suffixes: list[list[int]], table: Any
+    ) -> np.ndarray:
+        """Prefill the shared prefix once (row 0, reusing the cached prefix), copy its KV to rows 1..B-1, then
+        prefill every row's suffix in one right-padded batch. Returns logits [B, V] of each suffix's last token."""
+        from ..model.generate import prefill
+
+        t = self.torch
+        b, p = len(suffixes), len(prefix_ids)
+        llm = self.model.llm
+        common = _common_prefix(self._seq, prefix_keys) if self.prefix_cache else 0
+        common = min(common, p)
+        with t.inference_mode():
+            if common < p:
+                ids = t.tensor([prefix_ids[common:]], device=self.device)
+                llm(self.model.embed(ids, table[None]), t.arange(common, p, device=self.device)[None], logits=False)
+            for layer in llm.model.layers:
+                cache = layer.self_attn.kv_cache
+                cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
+                cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
+            longest = max(len(s) for s in suffixes)
+            padded = t.zeros(b, longest, dtype=t.long, device=self.device)
+            for i, s in enumerate(suffixes):
+                padded[i, : len(s)] = t.tensor(s, device=self.device)
+            embeds = self.model.embed(padded, table[None].expand(b, -1, -1))
+            lengths = t.tensor([len(s) for s in suffixes], device=self.device)
+            logits = prefill(llm, embeds, lengths, start=t.full((b,), p, device=self.device))
+        self._seq = list(prefix_keys)  # row 0 beyond the prefix now holds suffix 0: only the prefix is reusable
+        self.reused_tokens = common
+        return self._np(logits)
+
+    def step_batch(self, tokens: list[int], positions: list[int]) -> np.ndarray:
+        t = self.torch
+        with t.inference_mode():
+            logits = self._decode(t.tensor(tokens, device=self.device), t.tensor(positions, device=self.device))
+        self._seq = self._seq[: min(positions)]  # row 0 moved on; keep what is certainly still its prefix
+        return self._np(logits)
+
+    def _decode(self, tok, pos):
+        """tok [B], pos [B] -> logits [B, V]; on CUDA through a captured graph per batch size."""
+        llm = self.model.llm
+        if not self.use_graphs:
+            return llm(llm.embed(tok[:, None]), pos[:, None])[:, 0]
+        b = tok.shape[0]
+        if b not in self._graphs:
+            self._graphs[b] = self._capture(b)
+        graph, static_tok, static_pos, out = self._graphs[b]
+        static_tok.copy_(tok)
+        static_pos.copy_(pos)
+        graph.replay()
+        return out
+
+    def _capture(self, b: int):
+        t = self.torch
+        llm = self.model.llm
+        # Warm-up and capture write the KV slot of their position: use the last slot, which every later use
+        # writes before it reads.
+        static_tok = t.zeros(b, dtype=t.long, device=self.device)
+        static_pos = t.full((b,), llm.max_seq - 1, dtype=t.long, device=self.device)
+
+        def step():
+            return llm(llm.embed(static_tok[:, None]), static_pos[:, None], static=True)[:, 0]
+
+        side = t.cuda.Stream()
+        side.wait_stream(t.cuda.current_stream())
+        with t.cuda.stream(side):
+            for _ in range(2):
+                step()
+        t.cuda.current_stream().wait_stream(side)
+        graph = t.cuda.CUDAGraph()
+        with t.cuda.graph(graph):
+            out = step()
+        return graph, static_tok, static_pos, out

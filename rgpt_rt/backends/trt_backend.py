@@ -129,7 +129,10 @@ class TrtBackend:
 
     # ---- backend contract ----------------------------------------------------------------------------------
 
-    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray) -> tuple[Any, int]:
+    def has_frame(self, key: str | None) -> bool:
+        return False  # no per-frame cache in this backend yet
+
+    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None) -> tuple[Any, int]:
         cfg = self.cfg
         n = masks.shape[0]
         if n > self.max_regions:
@@ -183,7 +186,7 @@ class TrtBackend:
         self._sync()
         return ("device-table", t + n), t
 
-    def reserve(self, max_len: int) -> None:
+    def reserve(self, max_len: int, batch: int = 1) -> None:
         if max_len > self.ctx_len:
             raise ValueError(f"{max_len} positions exceed the engine's context {self.ctx_len}")
 
@@ -216,7 +219,7 @@ class TrtBackend:
         self.cur = 1 - self.cur
         return logits.astype(np.float32)
 
-    def prefill(self, ids: list[int], table: Any) -> np.ndarray:
+    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
         return self._decode(ids, table[1], 0, profile=0)
 
     def step(self, token: int, pos: int) -> np.ndarray:

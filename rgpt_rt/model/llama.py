@@ -161,15 +161,25 @@ class Llama(nn.Module):
         w = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(hidden, w)
 
-    def forward(self, embeds: torch.Tensor, pos: torch.Tensor, logits: bool = True) -> torch.Tensor:
-        """embeds [B, T, D], pos [B, T] (int64 absolute positions) -> logits [B, T, V]."""
+    def forward(
+        self, embeds: torch.Tensor, pos: torch.Tensor, logits: bool = True, static: bool = False
+    ) -> torch.Tensor:
+        """embeds [B, T, D], pos [B, T] (int64 absolute positions) -> logits [B, T, V].
+
+        static=True attends over the whole cache (masked) instead of up to the largest position: every shape
+        is then fixed and nothing reads back to the host, so the step can be captured in a CUDA graph. The
+        caller guarantees the positions fit the cache.
+        """
         b, t, _ = embeds.shape
-        if b > self.max_batch or int(pos.max()) >= self.max_seq:
-            raise ValueError(
-                f"batch {b} / position {int(pos.max())} exceed the cache "
-                f"({self.max_batch} x {self.max_seq}); call setup_caches with larger sizes"
-            )
-        span = int(pos.max()) + 1
+        if static:
+            span = self.max_seq
+        else:
+            if b > self.max_batch or int(pos.max()) >= self.max_seq:
+                raise ValueError(
+                    f"batch {b} / position {int(pos.max())} exceed the cache "
+                    f"({self.max_batch} x {self.max_seq}); call setup_caches with larger sizes"
+                )
+            span = int(pos.max()) + 1
         slots = torch.arange(span, device=pos.device)
         mask = (slots[None, None, :] <= pos[:, :, None])[:, None]  # [B, 1, T, span]
         angles = pos[..., None].float() * self.inv_freq  # [B, T, D/2]

@@ -54,6 +54,13 @@ class RegionGPT(nn.Module):
         regions = region_proj(region_feats[None])[0] if region_feats.shape[0] else image.new_zeros(0, image.shape[-1])
         return image, regions
 
+    def connect_regions(self, region_feats: torch.Tensor) -> torch.Tensor:
+        """region features [N, C] -> region embeds [N, D] (the image connector when it is shared)."""
+        proj = self.region_connector or self.image_connector
+        if region_feats.shape[0] == 0:
+            return region_feats.new_zeros(0, self.cfg.llm.hidden_size)
+        return proj(region_feats[None])[0]
+
     def visual_embeds(self, pixels: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels [3, S, S], masks [N, S, S] -> image embeds [T, D], region embeds [N, D]."""
         refined = self.encode_image(pixels[None])[0]

@@ -3,7 +3,8 @@ here. Each accepts numpy arrays (CPU) and torch tensors (CPU and CUDA, on torch'
 the ops are registered as custom ops (`torch.ops.rgpt.<op>`) so CUDA graphs and torch.compile can capture them.
 """
 
+from .int8_linear import int8_linear, quantize_weight
 from .preprocess_frame import preprocess_frame, preprocess_masks
 from .region_pool import region_pool
 
-__all__ = ["preprocess_frame", "preprocess_masks", "region_pool"]
+__all__ = ["int8_linear", "preprocess_frame", "preprocess_masks", "quantize_weight", "region_pool"]

@@ -9,7 +9,7 @@ from .. import _native
 
 _registered = False
 
-_CODES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.uint8: "u8"}
+_CODES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.uint8: "u8", torch.int8: "i8"}
 
 
 def _code(t: torch.Tensor, name: str, allowed: tuple[str, ...]) -> str:
@@ -94,6 +94,36 @@ def register() -> None:
     @region_pool.register_fake
     def _(fmap, masks, grid, eps):
         return fmap.new_empty(grid * grid, fmap.shape[0]), fmap.new_empty(masks.shape[0], fmap.shape[0])
+
+    @torch.library.custom_op("rgpt::int8_linear", mutates_args=())
+    def int8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        _code(x, "x", ("f32", "f16", "bf16"))
+        _code(weight, "weight", ("i8",))
+        if x.dim() != 2 or weight.dim() != 2:
+            raise ValueError(
+                f"int8_linear expects x [M, K] and weight [N, K], got {tuple(x.shape)} and {tuple(weight.shape)}"
+            )
+        _same_device(x, weight, "x and weight")
+        if x.stride(-1) != 1:
+            x = x.contiguous()
+        s = scale.float().contiguous()
+        y = x.new_empty(x.shape[0], weight.shape[0])
+        if x.device.type == "cuda":
+            mod = _cuda_module()
+            mod.int8_linear(
+                *_dev(x, "x"),
+                *_dev(weight.contiguous(), "weight"),
+                *_dev(s, "scale"),
+                *_dev(y, "y"),
+                torch.cuda.current_stream(x.device).cuda_stream,
+            )
+        else:
+            _native.cpu().int8_linear(_np(x), _CODES[x.dtype], weight.contiguous().numpy(), s.numpy(), _np(y), 0)
+        return y
+
+    @int8_linear.register_fake
+    def _(x, weight, scale):
+        return x.new_empty(x.shape[0], weight.shape[0])
 
     @torch.library.custom_op("rgpt::preprocess_frame", mutates_args=())
     def preprocess_frame(
