@@ -17,19 +17,6 @@ constexpr int kThreads = 256;
 
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 
-__device__ double bicubic_d(double x) {
-  const double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-__device__ double bilinear_d(double x) {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
-}
-
 struct Coeffs {
   int32_t* bounds;  // [S, 2]
   double* kd;       // [S, ksize]
@@ -65,7 +52,7 @@ __global__ void coeffs_kernel(int64_t in_size, int64_t out_size, int32_t bicubic
   double ww = 0.0;
   for (int64_t x = 0; x < xmax; ++x) {
     const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
-    const double v = bicubic ? bicubic_d(arg) : bilinear_d(arg);
+    const double v = bicubic ? bicubic_filter(arg) : bilinear_filter(arg);
     k[x] = v;
     ww += v;
   }

@@ -43,6 +43,20 @@ struct ResampleCoeffs {
 
 enum class Filter : int32_t { kBilinear = 0, kBicubic = 1 };
 
+// Pillow's filters (bicubic: a = -0.5, support 2; bilinear: support 1), shared by both twins.
+RGPT_HD double bicubic_filter(double x) {
+  const double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+RGPT_HD double bilinear_filter(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
 ResampleCoeffs resample_coeffs(int64_t in_size, int64_t out_size, Filter filter);
 
 // Pillow's normalize_coeffs_8bpc: 22-bit fixed point, rounding half away from zero.

@@ -15,20 +15,6 @@ namespace rgpt {
 
 namespace {
 
-double bicubic(double x) {  // a = -0.5, support 2
-  const double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-double bilinear(double x) {  // support 1
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return 1.0 - x;
-  return 0.0;
-}
-
 inline uint8_t clip8(int32_t v) {
   const int32_t s = v >> kPrecisionBits;
   return static_cast<uint8_t>(s < 0 ? 0 : (s > 255 ? 255 : s));
@@ -114,7 +100,7 @@ ResampleCoeffs resample_coeffs(int64_t in_size, int64_t out_size, Filter filter)
     double ww = 0.0;
     for (int64_t x = 0; x < xmax; ++x) {
       const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
-      const double wgt = filter == Filter::kBicubic ? bicubic(arg) : bilinear(arg);
+      const double wgt = filter == Filter::kBicubic ? bicubic_filter(arg) : bilinear_filter(arg);
       k[x] = wgt;
       ww += wgt;
     }

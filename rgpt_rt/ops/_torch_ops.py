@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
+from ._util import auto_threads
 
 _registered = False
 
@@ -88,7 +89,17 @@ def register() -> None:
                 stream,
             )
         else:
-            _native.cpu().region_pool(_np(fmap), code, _np(m), _np(image), _np(regions), code, grid, eps, 0)
+            _native.cpu().region_pool(
+                _np(fmap),
+                code,
+                _np(m),
+                _np(image),
+                _np(regions),
+                code,
+                grid,
+                eps,
+                auto_threads(0, fmap.numel() * max(1, m.shape[0])),
+            )
         return image, regions
 
     @region_pool.register_fake
@@ -151,7 +162,9 @@ def register() -> None:
                 torch.cuda.current_stream(frame.device).cuda_stream,
             )
         else:
-            _native.cpu().preprocess_frame(_np(frame), _np(out), out_dtype, bgr, fill, mean, std, 0)
+            _native.cpu().preprocess_frame(
+                _np(frame), _np(out), out_dtype, bgr, fill, mean, std, auto_threads(0, max(frame.shape[:2]) * size * 3)
+            )
         return out
 
     @preprocess_frame.register_fake
@@ -176,7 +189,7 @@ def register() -> None:
                 torch.cuda.current_stream(m.device).cuda_stream,
             )
         else:
-            _native.cpu().preprocess_masks(_np(m), _np(out), 0)
+            _native.cpu().preprocess_masks(_np(m), _np(out), auto_threads(0, m.numel()))
         return out
 
     @preprocess_masks.register_fake

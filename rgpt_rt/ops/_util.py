@@ -27,3 +27,12 @@ def dtype_code(x: np.ndarray, name: str, allowed: tuple[str, ...]) -> str:
     if code not in allowed:
         raise ValueError(f"{name} has dtype {x.dtype}; expected one of {', '.join(allowed)}")
     return code
+
+
+SMALL_WORK = 2_000_000
+
+
+def auto_threads(threads: int, work: int) -> int:
+    """Small problems run on one thread: waking a thread pool costs more than it saves there, and torch's own
+    OpenMP pool may be spinning on the other cores."""
+    return 1 if threads == 0 and work < SMALL_WORK else threads

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, is_torch
+from ._util import as_numpy_input, auto_threads, is_torch
 
 
 def default_fill(mean: Sequence[float]) -> tuple[int, int, int]:
@@ -67,5 +67,5 @@ def preprocess_masks(masks: Any, size: int, threads: int = 0):
     if m.ndim != 3:
         raise ValueError(f"masks must be [N, H, W], got shape {m.shape}")
     out = np.empty((m.shape[0], int(size), int(size)), np.float32)
-    cpu().preprocess_masks(m, out, threads)
+    cpu().preprocess_masks(m, out, auto_threads(threads, m.size))
     return out

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, dtype_code, is_torch
+from ._util import as_numpy_input, auto_threads, dtype_code, is_torch
 
 
 def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8, threads: int = 0):
@@ -41,5 +41,6 @@ def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8
     c = fmap.shape[0]
     image = np.empty((max(g, 0) ** 2, c), fmap.dtype)
     regions = np.empty((m.shape[0], c), fmap.dtype)
-    cpu().region_pool(fmap, code, m, image, regions, code, g, float(eps), threads)
+    work = fmap.size * max(1, m.shape[0])
+    cpu().region_pool(fmap, code, m, image, regions, code, g, float(eps), auto_threads(threads, work))
     return image, regions
