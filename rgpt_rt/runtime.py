@@ -124,6 +124,8 @@ class Runtime:
         mask_px = preprocess_masks(masks, s)
         t1 = time.perf_counter()
         with self._exclusive():
+            if pixels is None and not self.backend.has_frame(key):  # evicted by another thread meanwhile
+                pixels = preprocess_frame(img, self.cfg.vision)
             table, n_image = self.backend.visual_embeds(pixels, mask_px, frame_key=key)
         t2 = time.perf_counter()
         rows = [("image", key, i) for i in range(n_image)] + [("region", content_key(m)) for m in mask_px]

@@ -129,3 +129,21 @@ def test_ignore_eos_generates_exactly_n(tiny_llava, sample_frame):
     rt = _runtime(tiny_llava)
     res = rt.generate(sample_frame, "Describe <region>.", BOXES[0], max_new_tokens=40, ignore_eos=True)
     assert len(res.token_ids) == 40 and res.finish_reason == "length"
+
+
+def test_frame_evicted_between_check_and_use(tiny_llava, sample_frame):
+    rt = _runtime(tiny_llava)
+    rt.generate(sample_frame, "Describe <region>.", BOXES[0], max_new_tokens=2)
+    orig = rt.backend.has_frame
+    calls = []
+
+    def has_frame_then_evict(key):
+        answer = orig(key)
+        calls.append(answer)
+        if len(calls) == 1:
+            rt.backend.frames.clear()  # another thread evicts the frame right after the unlocked check
+        return answer
+
+    rt.backend.has_frame = has_frame_then_evict
+    res = rt.generate(sample_frame, "Describe <region>.", BOXES[1], max_new_tokens=2)
+    assert calls == [True, False] and len(res.token_ids) == 2
