@@ -96,7 +96,7 @@ class TrtBackend:
         self.kv = [[b.alloc(kv_bytes) for _ in range(2 * llm.num_layers)] for _ in range(2)]  # ping-pong sets
         self.ws_bytes = self.cuda_ops.region_pool_workspace_bytes(self.max_regions, hw, hw, c)
         self.d_ws = b.alloc(self.ws_bytes)
-        self.cur, self.cached = 0, 0
+        self.cur, self._keep = 0, []
 
     def __del__(self):
         if getattr(self, "buf", None) is not None:
@@ -110,10 +110,11 @@ class TrtBackend:
             ),
             "H2D copy",
         )
-        self._keep = arr  # the host array must outlive the asynchronous copy (synchronised below)
+        self._keep.append(arr)  # host arrays live until the next synchronisation
 
     def _sync(self) -> None:
         _ok(self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        self._keep = []
 
     def _run(self, g: str, shapes: dict[str, tuple], addrs: dict[str, int], profile: int | None = None) -> None:
         ctx = self.ctx[g]
@@ -204,7 +205,7 @@ class TrtBackend:
                 addrs[f"past_{kind}_{i}"] = past[2 * i + j]
                 addrs[f"present_{kind}_{i}"] = present[2 * i + j]
         self._run("decoder", shapes, addrs, profile)
-        logits = np.empty(llm.vocab_size, np.float32 if self.manifest.precision == "fp32" else np.float16)
+        logits = np.empty(llm.vocab_size, self.dec_dtype)  # the decoder graph's float type (fp32 for int8 graphs)
         _ok(
             self.cudart.cudaMemcpyAsync(
                 logits.ctypes.data,
