@@ -3,8 +3,6 @@ the task instructions, turned into decoder inputs (ids, multimodal table, positi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -12,13 +10,11 @@ from rgpt_rt.inputs import load_frame, preprocess_frame, preprocess_masks, to_ma
 from rgpt_rt.prompts import TASKS, build_prompt, category_instruction, refer_instruction
 from rgpt_rt.tokenizer import PromptTokenizer
 
-SAMPLE = Path(__file__).resolve().parents[1] / "rgpt_rt" / "assets" / "sample.png"
-
 
 def _sample_image() -> np.ndarray:
     from rgpt_rt.cli import SAMPLE_IMAGE
 
-    return load_frame(SAMPLE_IMAGE if SAMPLE_IMAGE.is_file() else SAMPLE)
+    return load_frame(SAMPLE_IMAGE)
 
 
 def decoder_inputs(model, tokenizer: PromptTokenizer, count: int, seed: int) -> list[tuple[list[int], np.ndarray]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,6 @@ class ModelConfig:
     image_token: str = "<image>"
     region_token: str = "<region>"  # the checkpoint's own placeholder (vila: "<mask>")
     image_aspect_ratio: str = "pad"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def refined_size(self) -> int:

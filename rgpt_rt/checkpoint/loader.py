@@ -14,7 +14,7 @@ import torch
 from ..config import ModelConfig, read_config
 from ..errors import CheckpointError
 from ..model.regiongpt import RegionGPT
-from .layouts import groups, is_ignored, routes, to_ours
+from .layouts import groups, is_ignored, routes, to_ours, to_theirs
 
 DTYPES = {
     "fp32": torch.float32,
@@ -114,8 +114,6 @@ def load_model(
     table = routes(cfg)
 
     def where(key: str) -> str:
-        from .layouts import to_theirs
-
         group, name = to_theirs(key, table)
         return f"{group}/{name}" if group else name
 
