@@ -37,35 +37,18 @@ Coeffs carve(void* ws, int64_t s, int32_t ksize) {
 __global__ void coeffs_kernel(int64_t in_size, int64_t out_size, int32_t bicubic, Coeffs co) {
   const int64_t xx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (xx >= out_size) return;
-  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
-  const double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = (bicubic ? 2.0 : 1.0) * filterscale;
-  const double center = (static_cast<double>(xx) + 0.5) * scale;
-  const double ss = 1.0 / filterscale;
-  int64_t xmin = static_cast<int64_t>(center - support + 0.5);
-  if (xmin < 0) xmin = 0;
-  int64_t xmax = static_cast<int64_t>(center + support + 0.5);
-  if (xmax > in_size) xmax = in_size;
-  xmax -= xmin;
-  if (xmax > co.ksize) xmax = co.ksize;  // cannot happen for consistent ksize; guards the writes below
   double* k = co.kd + xx * co.ksize;
-  double ww = 0.0;
-  for (int64_t x = 0; x < xmax; ++x) {
-    const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
-    const double v = bicubic ? bicubic_filter(arg) : bilinear_filter(arg);
-    k[x] = v;
-    ww += v;
-  }
+  int32_t first = 0, count = 0;
+  pillow_taps(xx, in_size, out_size, bicubic != 0, co.ksize, k, &first, &count);
   const double one = static_cast<double>(1 << kPrecisionBits);
   for (int64_t x = 0; x < co.ksize; ++x) {
-    double v = x < xmax ? k[x] : 0.0;
-    if (x < xmax && ww != 0.0) v /= ww;
+    const double v = x < count ? k[x] : 0.0;
     k[x] = v;
     co.ki[xx * co.ksize + x] =
         v < 0 ? static_cast<int32_t>(-0.5 + v * one) : static_cast<int32_t>(0.5 + v * one);
   }
-  co.bounds[2 * xx] = static_cast<int32_t>(xmin);
-  co.bounds[2 * xx + 1] = static_cast<int32_t>(xmax);
+  co.bounds[2 * xx] = first;
+  co.bounds[2 * xx + 1] = count;
 }
 
 __device__ __forceinline__ int32_t clip8_d(int32_t v) {

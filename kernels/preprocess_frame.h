@@ -57,6 +57,35 @@ RGPT_HD double bilinear_filter(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
+// Pillow's precompute_coeffs for output index xx: writes the normalised weights of its taps to k[0 .. count)
+// (count <= ksize) and returns the first input index in *first and the tap count in *count. Shared by both
+// twins so that they cannot drift apart (the CUDA file is built without FMA contraction to round alike).
+RGPT_HD void pillow_taps(int64_t xx, int64_t in_size, int64_t out_size, bool bicubic, int32_t ksize,
+                         double* k, int32_t* first, int32_t* count) {
+  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = (bicubic ? 2.0 : 1.0) * filterscale;
+  const double center = (static_cast<double>(xx) + 0.5) * scale;
+  const double ss = 1.0 / filterscale;
+  int64_t xmin = static_cast<int64_t>(center - support + 0.5);
+  if (xmin < 0) xmin = 0;
+  int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+  if (xmax > in_size) xmax = in_size;
+  xmax -= xmin;
+  if (xmax > ksize) xmax = ksize;  // cannot happen with resample_ksize(); guards the writes below
+  double ww = 0.0;
+  for (int64_t x = 0; x < xmax; ++x) {
+    const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
+    const double v = bicubic ? bicubic_filter(arg) : bilinear_filter(arg);
+    k[x] = v;
+    ww += v;
+  }
+  for (int64_t x = 0; x < xmax; ++x)
+    if (ww != 0.0) k[x] /= ww;
+  *first = static_cast<int32_t>(xmin);
+  *count = static_cast<int32_t>(xmax);
+}
+
 ResampleCoeffs resample_coeffs(int64_t in_size, int64_t out_size, Filter filter);
 
 // Pillow's normalize_coeffs_8bpc: 22-bit fixed point, rounding half away from zero.

@@ -131,35 +131,13 @@ int32_t resample_ksize(int64_t side, int64_t size, Filter filter) {
 }
 
 ResampleCoeffs resample_coeffs(int64_t in_size, int64_t out_size, Filter filter) {
-  const double support_base = filter == Filter::kBicubic ? 2.0 : 1.0;
-  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
-  const double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = support_base * filterscale;
   ResampleCoeffs r;
   r.ksize = resample_ksize(in_size, out_size, filter);
   r.bounds.assign(static_cast<size_t>(out_size * 2), 0);
   r.coeffs.assign(static_cast<size_t>(out_size * r.ksize), 0.0);
-  for (int64_t xx = 0; xx < out_size; ++xx) {
-    const double center = (static_cast<double>(xx) + 0.5) * scale;
-    const double ss = 1.0 / filterscale;
-    int64_t xmin = static_cast<int64_t>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    double* k = r.coeffs.data() + xx * r.ksize;
-    double ww = 0.0;
-    for (int64_t x = 0; x < xmax; ++x) {
-      const double arg = (static_cast<double>(x + xmin) - center + 0.5) * ss;
-      const double wgt = filter == Filter::kBicubic ? bicubic_filter(arg) : bilinear_filter(arg);
-      k[x] = wgt;
-      ww += wgt;
-    }
-    for (int64_t x = 0; x < xmax; ++x)
-      if (ww != 0.0) k[x] /= ww;
-    r.bounds[2 * xx] = static_cast<int32_t>(xmin);
-    r.bounds[2 * xx + 1] = static_cast<int32_t>(xmax);
-  }
+  for (int64_t xx = 0; xx < out_size; ++xx)
+    pillow_taps(xx, in_size, out_size, filter == Filter::kBicubic, r.ksize, r.coeffs.data() + xx * r.ksize,
+                &r.bounds[2 * xx], &r.bounds[2 * xx + 1]);
   return r;
 }
 
