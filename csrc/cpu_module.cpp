@@ -8,10 +8,13 @@
 
 #include "bind_common.h"
 #include "buffer_view.h"
+#include "decode_attention.h"
 #include "int8_linear.h"
 #include "op_checks.h"
 #include "preprocess_frame.h"
 #include "region_pool.h"
+#include "rms_norm.h"
+#include "rope_kv_write.h"
 
 namespace py = pybind11;
 using namespace rgpt;
@@ -75,6 +78,71 @@ void int8_linear(const py::buffer& x, const std::string& x_dtype, const py::buff
   int8_linear_cpu(a);
 }
 
+void rms_norm(const py::buffer& x, const std::string& dtype, const py::buffer& weight, const py::buffer& y,
+              const py::object& residual, const py::object& sum, float eps, int threads) {
+  RmsNormArgs a;
+  const DType t = parse_dtype(dtype);
+  a.x = view_from_buffer(x, t, "x", false);
+  a.weight = view_from_buffer(weight, t, "weight", false);
+  a.y = view_from_buffer(y, t, "output", true);
+  a.add = residual.is_none() ? 0 : 1;
+  if (a.add) a.residual = view_from_buffer(residual.cast<py::buffer>(), t, "residual", false);
+  a.has_sum = sum.is_none() ? 0 : 1;
+  if (a.has_sum) a.sum = view_from_buffer(sum.cast<py::buffer>(), t, "sum output", true);
+  a.eps = eps;
+  a.threads = threads;
+  check_rms_norm(a);
+  py::gil_scoped_release release;
+  rms_norm_cpu(a);
+}
+
+[[noreturn]] void position_error(const char* op) {
+  throw std::invalid_argument(std::string(op) + ": a position is outside the KV cache [0, S)");
+}
+
+void rope_kv_write(const py::buffer& q, const py::buffer& k, const py::buffer& v, const std::string& dtype,
+                   const py::buffer& pos, const py::buffer& inv_freq, const py::buffer& q_out,
+                   const py::buffer& k_cache, const py::buffer& v_cache, const std::string& cache_dtype) {
+  RopeKvWriteArgs a;
+  const DType t = parse_dtype(dtype), ct = parse_dtype(cache_dtype);
+  a.q = view_from_buffer(q, t, "q", false);
+  a.k = view_from_buffer(k, t, "k", false);
+  a.v = view_from_buffer(v, t, "v", false);
+  a.pos = view_from_buffer(pos, DType::kI64, "pos", false);
+  a.inv_freq = view_from_buffer(inv_freq, DType::kF32, "inv_freq", false);
+  a.q_out = view_from_buffer(q_out, t, "q output", true);
+  a.k_cache = view_from_buffer(k_cache, ct, "k_cache", true);
+  a.v_cache = view_from_buffer(v_cache, ct, "v_cache", true);
+  check_rope_kv_write(a);
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = rope_kv_write_cpu(a);
+  }
+  if (st == kOutOfBounds) position_error("rope_kv_write");
+}
+
+void decode_attention(const py::buffer& q, const std::string& dtype, const py::buffer& k_cache,
+                      const py::buffer& v_cache, const std::string& cache_dtype, const py::buffer& pos,
+                      const py::buffer& out, float scale, int threads) {
+  DecodeAttentionArgs a;
+  const DType t = parse_dtype(dtype), ct = parse_dtype(cache_dtype);
+  a.q = view_from_buffer(q, t, "q", false);
+  a.k_cache = view_from_buffer(k_cache, ct, "k_cache", false);
+  a.v_cache = view_from_buffer(v_cache, ct, "v_cache", false);
+  a.pos = view_from_buffer(pos, DType::kI64, "pos", false);
+  a.out = view_from_buffer(out, t, "output", true);
+  a.scale = scale;
+  a.threads = threads;
+  check_decode_attention(a);
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = decode_attention_cpu(a);
+  }
+  if (st == kOutOfBounds) position_error("decode_attention");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -91,4 +159,15 @@ PYBIND11_MODULE(_C, m) {
         "y = x @ (weight * scale[:, None]).T (see kernels/int8_linear.h).");
   m.def("preprocess_masks", &preprocess_masks, py::arg("masks"), py::arg("out"), py::arg("threads") = 0,
         "Pad to square and Pillow-exact bilinear resize of float masks.");
+  m.def("rms_norm", &rms_norm, py::arg("x"), py::arg("dtype"), py::arg("weight"), py::arg("out"),
+        py::arg("residual") = py::none(), py::arg("sum") = py::none(), py::arg("eps") = 1e-6f,
+        py::arg("threads") = 0, "RMSNorm, optionally after a residual add (see kernels/rms_norm.h).");
+  m.def("rope_kv_write", &rope_kv_write, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("dtype"),
+        py::arg("pos"), py::arg("inv_freq"), py::arg("q_out"), py::arg("k_cache"), py::arg("v_cache"),
+        py::arg("cache_dtype"),
+        "Rotary embedding + KV-cache write of a decode step (see kernels/rope_kv_write.h).");
+  m.def("decode_attention", &decode_attention, py::arg("q"), py::arg("dtype"), py::arg("k_cache"),
+        py::arg("v_cache"), py::arg("cache_dtype"), py::arg("pos"), py::arg("out"), py::arg("scale"),
+        py::arg("threads") = 0,
+        "One-token attention over each row's KV cache (see kernels/decode_attention.h).");
 }

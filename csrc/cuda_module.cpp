@@ -6,16 +6,21 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bind_common.h"
 #include "buffer_view.h"
+#include "decode_attention.h"
 #include "device_probe.h"
 #include "int8_linear.h"
 #include "op_checks.h"
 #include "preprocess_frame.h"
 #include "region_pool.h"
+#include "rms_norm.h"
+#include "rope_kv_write.h"
 
 namespace py = pybind11;
 using namespace rgpt;
@@ -140,6 +145,76 @@ void int8_linear(uintptr_t x, const std::string& xd, const Dims& xs, const Dims&
   check_status(st, err, "int8_linear");
 }
 
+// A device tensor as passed from Python: (pointer, dtype, shape, strides, extent).
+using DevTensor = std::tuple<uintptr_t, std::string, Dims, Dims, int64_t>;
+
+View dev_view(const DevTensor& t, const char* name) {
+  return view_from_pointer(std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t),
+                           name);
+}
+
+template <typename Launch>
+void launch(Launch&& fn, const char* op) {
+  int err = 0;
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = fn(&err);
+  }
+  check_status(st, err, op);
+}
+
+void rms_norm(const DevTensor& x, const DevTensor& weight, const DevTensor& y,
+              const std::optional<DevTensor>& residual, const std::optional<DevTensor>& sum, float eps,
+              uintptr_t stream) {
+  RmsNormArgs a;
+  a.x = dev_view(x, "x");
+  a.weight = dev_view(weight, "weight");
+  a.y = dev_view(y, "output");
+  a.add = residual ? 1 : 0;
+  if (residual) a.residual = dev_view(*residual, "residual");
+  a.has_sum = sum ? 1 : 0;
+  if (sum) a.sum = dev_view(*sum, "sum output");
+  a.eps = eps;
+  check_rms_norm(a);
+  launch([&](int* e) { return rms_norm_cuda(a, reinterpret_cast<void*>(stream), e); }, "rms_norm");
+}
+
+void rope_kv_write(const DevTensor& q, const DevTensor& k, const DevTensor& v, const DevTensor& pos,
+                   const DevTensor& inv_freq, const DevTensor& q_out, const DevTensor& k_cache,
+                   const DevTensor& v_cache, uintptr_t stream) {
+  RopeKvWriteArgs a;
+  a.q = dev_view(q, "q");
+  a.k = dev_view(k, "k");
+  a.v = dev_view(v, "v");
+  a.pos = dev_view(pos, "pos");
+  a.inv_freq = dev_view(inv_freq, "inv_freq");
+  a.q_out = dev_view(q_out, "q output");
+  a.k_cache = dev_view(k_cache, "k_cache");
+  a.v_cache = dev_view(v_cache, "v_cache");
+  check_rope_kv_write(a);
+  launch([&](int* e) { return rope_kv_write_cuda(a, reinterpret_cast<void*>(stream), e); }, "rope_kv_write");
+}
+
+void decode_attention(const DevTensor& q, const DevTensor& k_cache, const DevTensor& v_cache,
+                      const DevTensor& pos, const DevTensor& out, float scale, uintptr_t ws, int64_t ws_bytes,
+                      uintptr_t stream) {
+  DecodeAttentionArgs a;
+  a.q = dev_view(q, "q");
+  a.k_cache = dev_view(k_cache, "k_cache");
+  a.v_cache = dev_view(v_cache, "v_cache");
+  a.pos = dev_view(pos, "pos");
+  a.out = dev_view(out, "output");
+  a.scale = scale;
+  check_decode_attention(a);
+  launch(
+      [&](int* e) {
+        return decode_attention_cuda(a, reinterpret_cast<void*>(ws), ws_bytes,
+                                     reinterpret_cast<void*>(stream), e);
+      },
+      "decode_attention");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C_cuda, m) {
@@ -161,4 +236,11 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("preprocess_frame", &preprocess_frame, "preprocess_frame on device pointers.");
   m.def("preprocess_masks", &preprocess_masks, "preprocess_masks on device pointers.");
   m.def("int8_linear", &int8_linear, "int8_linear on device pointers.");
+  m.def("rms_norm", &rms_norm, py::arg("x"), py::arg("weight"), py::arg("out"), py::arg("residual"),
+        py::arg("sum"), py::arg("eps"), py::arg("stream"),
+        "rms_norm on device tensors (pointer, dtype, shape, strides, extent).");
+  m.def("rope_kv_write", &rope_kv_write, "rope_kv_write on device tensors.");
+  m.def("decode_attention_workspace_bytes", &decode_attention_workspace_bytes, py::arg("b"), py::arg("h"),
+        py::arg("s"), py::arg("d"));
+  m.def("decode_attention", &decode_attention, "decode_attention on device tensors.");
 }

@@ -13,7 +13,7 @@
 
 namespace rgpt {
 
-enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kU8 = 3, kI8 = 4 };
+enum class DType : int32_t { kF32 = 0, kF16 = 1, kBF16 = 2, kU8 = 3, kI8 = 4, kI64 = 5 };
 
 // Return codes of every launcher (0 = success). Messages: status_message().
 enum Status : int32_t {
@@ -127,6 +127,18 @@ RGPT_HD void store_from_float(void* base, int64_t i, DType t, float v) {
       break;
     default:
       break;
+  }
+}
+
+// v rounded to the precision of t (what storing it as t and loading it back gives).
+RGPT_HD float round_to(float v, DType t) {
+  switch (t) {
+    case DType::kF16:
+      return half_bits_to_float(float_to_half_bits(v));
+    case DType::kBF16:
+      return bf16_bits_to_float(float_to_bf16_bits(v));
+    default:
+      return v;
   }
 }
 

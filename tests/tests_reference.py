@@ -56,3 +56,36 @@ def assert_close(got, ref, atol: float, rtol: float, name: str) -> None:
     if denom > 0:
         nerr = np.linalg.norm(got - ref) / denom
         assert nerr < 10 * rtol + atol, f"{name}: normalised error {nerr:.3g}"
+
+
+def rms_norm_ref(x, weight, eps: float):
+    """x [..., D] -> weight * x / sqrt(mean(x^2) + eps), float64."""
+    x = np.asarray(x, np.float64)
+    return np.asarray(weight, np.float64) * x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+
+
+def rope_ref(x, pos, inv_freq):
+    """x [B, Hx, D] rotated at pos[b] (rotate-half convention), float64 angles."""
+    x = np.asarray(x, np.float64)
+    half = x.shape[-1] // 2
+    angle = np.asarray(pos, np.float64)[:, None] * np.asarray(inv_freq, np.float64)[None]  # [B, D/2]
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+
+
+def decode_attention_ref(q, k_cache, v_cache, pos, scale: float):
+    """q [B, H, D], caches [Bc, Hkv, S, D] -> [B, H, D]: head h reads kv head h // (H / Hkv), slots 0..pos[b]."""
+    q = np.asarray(q, np.float64)
+    b_, h_, _ = q.shape
+    group = h_ // k_cache.shape[1]
+    out = np.zeros(q.shape)
+    for b in range(b_):
+        n = int(pos[b]) + 1
+        for h in range(h_):
+            k = np.asarray(k_cache[b, h // group, :n], np.float64)
+            v = np.asarray(v_cache[b, h // group, :n], np.float64)
+            z = scale * (k @ q[b, h])
+            p = np.exp(z - z.max())
+            out[b, h] = (p / p.sum()) @ v
+    return out

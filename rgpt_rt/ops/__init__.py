@@ -3,8 +3,20 @@ here. Each accepts numpy arrays (CPU) and torch tensors (CPU and CUDA, on torch'
 the ops are registered as custom ops (`torch.ops.rgpt.<op>`) so CUDA graphs and torch.compile can capture them.
 """
 
+from .decode_attention import decode_attention
 from .int8_linear import int8_linear, quantize_weight
 from .preprocess_frame import preprocess_frame, preprocess_masks
 from .region_pool import region_pool
+from .rms_norm import rms_norm
+from .rope_kv_write import rope_kv_write
 
-__all__ = ["int8_linear", "preprocess_frame", "preprocess_masks", "quantize_weight", "region_pool"]
+__all__ = [
+    "decode_attention",
+    "int8_linear",
+    "preprocess_frame",
+    "preprocess_masks",
+    "quantize_weight",
+    "region_pool",
+    "rms_norm",
+    "rope_kv_write",
+]

@@ -10,7 +10,14 @@ from ._util import auto_threads
 
 _registered = False
 
-_CODES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.uint8: "u8", torch.int8: "i8"}
+_CODES = {
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.bfloat16: "bf16",
+    torch.uint8: "u8",
+    torch.int8: "i8",
+    torch.int64: "i64",
+}
 
 
 def _code(t: torch.Tensor, name: str, allowed: tuple[str, ...]) -> str:
@@ -195,3 +202,7 @@ def register() -> None:
     @preprocess_masks.register_fake
     def _(masks, size):
         return masks.new_empty(masks.shape[0], size, size, dtype=torch.float32)
+
+    from ._torch_decode_ops import register_decode_ops
+
+    register_decode_ops(_code, _np, _dev, _cuda_module, _same_device)
