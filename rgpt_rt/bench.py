@@ -2,7 +2,7 @@
 
     python -m rgpt_rt.bench [--model DIR | --random-7b] [--backend auto] [--device cpu|cuda]
                             [--precision fp32|fp16|bf16|int8] [--regions 1,8] [--new-tokens 64]
-                            [--compare-hf] [--soak N] [--json FILE]
+                            [--decode fused,reference,compile] [--compare-hf] [--soak N] [--json FILE]
 
 Without --model or --random-7b it measures the tiny demo checkpoint. --random-7b builds random weights at
 RegionGPT-7B shapes (CLIP ViT-L/14-336, Vicuna-7B) directly on the GPU. Reported: cold and warm start-up to
@@ -10,7 +10,9 @@ the first describe, preprocess and vision ms, time to first token, decode ms per
 describe_many for each region count and regions per second, peak memory, and on CUDA the decode's fraction
 of the bandwidth floor (weight bytes / ms per token against a device-to-device copy measured in the same
 run). --compare-hf runs transformers' LlavaForConditionalGeneration generate at the same shapes (eager and
-with a static cache). --soak N makes N describe calls and reports host and GPU memory growth.
+with a static cache). --decode lists the torch backend's decode steps to compare in the same run (the first
+is used for everything else): per mode, ms per token of a describe and of the bare decode step, and on CUDA
+the ratio to the floor. --soak N makes N describe calls and reports host and GPU memory growth.
 """
 
 from __future__ import annotations
@@ -190,6 +192,53 @@ def measure(rt, args) -> dict:
     return out
 
 
+def step_ms(backend, positions: int, batch: int = 1, reps: int = 50) -> float:
+    """The bare decode step (the captured graph on CUDA) at `positions`, without sampling or host copies."""
+    import torch
+
+    dev = backend.device
+    tok = torch.zeros(batch, dtype=torch.long, device=dev)
+    pos = torch.full((batch,), positions, dtype=torch.long, device=dev)
+    with torch.inference_mode():
+        for _ in range(3):
+            backend._decode(tok, pos)
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            backend._decode(tok, pos)
+        sync(dev)
+    return (time.perf_counter() - t0) * 1e3 / reps
+
+
+def compare_decode(rt, args, floor_ms: float | None) -> dict:
+    """Each --decode mode on the same weights: describe ms per token and the bare step's ms."""
+    backend = rt.backend
+    if not hasattr(backend, "set_decode"):
+        return {"decode_modes_error": f"the {rt.backend_name} backend has one decode step"}
+    out = {}
+    fr = frames(1000, 479, 641)
+    ctx = None
+    for mode in args.decode:
+        backend.set_decode(mode)
+        sync(args.device)
+        t0 = time.perf_counter()
+        r = rt.generate(next(fr), INSTR, boxes(1)[0], max_new_tokens=4, ignore_eos=True)  # capture / compile
+        sync(args.device)
+        out[f"first_describe_s_{mode}"] = time.perf_counter() - t0
+        ctx = r.timings.prompt_tokens + args.new_tokens // 2
+        per_tok = []
+        for _ in range(args.repeats):
+            r = rt.generate(next(fr), INSTR, boxes(1)[0], max_new_tokens=args.new_tokens, ignore_eos=True)
+            per_tok.append(r.timings.ms_per_token)
+        out[f"decode_ms_per_token_{mode}"] = statistics.median(per_tok)
+        out[f"step_ms_{mode}"] = step_ms(backend, ctx)
+        if floor_ms:
+            out[f"step_vs_floor_{mode}"] = out[f"step_ms_{mode}"] / floor_ms
+    backend.set_decode(args.decode[0])
+    out["step_context_tokens"] = ctx
+    return out
+
+
 def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
     import torch
 
@@ -304,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compare-hf", action="store_true")
+    ap.add_argument("--decode", default=None, help="torch backend decode steps to compare, e.g. fused,reference")
     ap.add_argument("--soak", type=int, default=0, help="make N describe calls and report memory growth")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -317,16 +367,21 @@ def main(argv: list[str] | None = None) -> int:
             args.device = "cpu"
     if args.precision is None:
         args.precision = "fp16" if args.device.startswith("cuda") else "fp32"
+    args.decode = [m for m in (args.decode or "").split(",") if m]
     if args.random_7b and not args.device.startswith("cuda"):
         ap.error("--random-7b needs a CUDA GPU (7B parameters)")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         rt = open_runtime(args, Path(tmp))
+        if args.decode and hasattr(rt.backend, "set_decode"):
+            rt.backend.set_decode(args.decode[0])
         rt.describe(next(frames(1)), boxes(1)[0], max_new_tokens=4)
         sync(args.device)
         cold = (time.perf_counter() - t0) * 1e3
         t1 = time.perf_counter()
         rt2 = open_runtime(args, Path(tmp)) if not args.random_7b else rt
+        if args.decode and hasattr(rt2.backend, "set_decode"):
+            rt2.backend.set_decode(args.decode[0])
         rt2.describe(next(frames(1)), boxes(1)[0], max_new_tokens=4)
         sync(args.device)
         warm = (time.perf_counter() - t1) * 1e3
@@ -341,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
             "startup_warm_ms": warm,
         }
         result.update(measure(rt, args))
+        if hasattr(rt.backend, "decode"):
+            result["decode"] = rt.backend.decode
+        if len(args.decode) > 1:
+            result.update(compare_decode(rt, args, result.get("floor_ms_per_token")))
         if args.compare_hf:
             result.update(compare_hf(rt, args))
         if args.soak:

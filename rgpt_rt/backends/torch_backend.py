@@ -8,6 +8,14 @@ Beyond the plain model it keeps three things between calls:
   earlier turns of a chat) only prefills the new part;
 - on CUDA, the one-token decode step captured in a CUDA graph per batch size (static KV cache, fixed shapes).
 `prefill_batch` / `step_batch` decode several suffixes that share one prefix (describe_many).
+
+The decode step (`decode=`):
+- "fused" (default on CUDA): rgpt_rt.model.fused_decode, the native decode ops (fused norm + residual add,
+  rotary + KV write, windowed decode attention) and fused q/k/v and gate/up projections;
+- "reference": the model's own forward (default on the CPU);
+- "compile": the reference step through torch.compile (max-autotune without its own CUDA graphs on CUDA,
+  the default inductor mode on the CPU), for comparison.
+On CUDA each is replayed as a CUDA graph unless cuda_graphs=False.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import numpy as np
 from ..cache import ByteLRU
 
 DEFAULT_FRAME_CACHE_BYTES = 256 << 20
+DECODE_MODES = ("fused", "reference", "compile")
 
 
 def _common_prefix(a: list, b: list) -> int:
@@ -43,6 +52,7 @@ class TorchBackend:
         frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES,
         prefix_cache: bool = True,
         cuda_graphs: bool = True,
+        decode: str | None = None,
     ):
         import torch
 
@@ -69,8 +79,8 @@ class TorchBackend:
         self.frames = ByteLRU(frame_cache_bytes)
         self.prefix_cache = prefix_cache
         self.use_graphs = cuda_graphs and on_gpu
+        self.set_decode(decode or ("fused" if on_gpu else "reference"))
         self._seq: list = []  # keys of the tokens held in KV-cache row 0, by position
-        self._graphs: dict[int, tuple] = {}
         self.reused_tokens = 0  # prefix tokens the last prefill did not recompute (for tests and benches)
 
     # ---- vision ----------------------------------------------------------------------------------------
@@ -130,6 +140,7 @@ class TorchBackend:
 
     def step(self, token: int, pos: int) -> np.ndarray:
         t = self.torch
+        self._check_positions([pos])
         with t.inference_mode():
             logits = self._decode(t.tensor([token], device=self.device), t.tensor([pos], device=self.device))
         del self._seq[pos:]
@@ -169,16 +180,51 @@ class TorchBackend:
 
     def step_batch(self, tokens: list[int], positions: list[int]) -> np.ndarray:
         t = self.torch
+        self._check_positions(positions)
         with t.inference_mode():
             logits = self._decode(t.tensor(tokens, device=self.device), t.tensor(positions, device=self.device))
         self._seq = self._seq[: min(positions)]  # row 0 moved on; keep what is certainly still its prefix
         return self._np(logits)
 
+    def set_decode(self, mode: str) -> None:
+        """Switch the decode step (see the module docstring); captured graphs are dropped."""
+        if mode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
+        self.decode = mode
+        self._graphs = {}
+        self._step_fn = self._make_step()
+
+    def _make_step(self):
+        """The decode step tok [B], pos [B] -> logits [B, V] for self.decode."""
+        llm = self.model.llm
+        if self.decode == "fused":
+            from ..model.fused_decode import fuse_projections_, fused_decode_step
+
+            fuse_projections_(llm)
+            return lambda tok, pos: fused_decode_step(llm, tok, pos)
+        # A captured or compiled step attends over the whole (masked) cache: fixed shapes, no host read-back.
+        static = self.use_graphs or self.decode == "compile"
+
+        def reference(tok, pos):
+            return llm(llm.embed(tok[:, None]), pos[:, None], static=static)[:, 0]
+
+        if self.decode == "reference":
+            return reference
+        mode = "max-autotune-no-cudagraphs" if self.device.startswith("cuda") else None
+        return self.torch.compile(reference, mode=mode, dynamic=False)
+
+    def _check_positions(self, positions: list[int]) -> None:
+        llm = self.model.llm
+        if len(positions) > llm.max_batch or max(positions) >= llm.max_seq or min(positions) < 0:
+            raise ValueError(
+                f"decode rows {len(positions)} at positions {min(positions)}..{max(positions)} do not fit the KV "
+                f"cache ({llm.max_batch} x {llm.max_seq}); call reserve() first"
+            )
+
     def _decode(self, tok, pos):
         """tok [B], pos [B] -> logits [B, V]; on CUDA through a captured graph per batch size."""
-        llm = self.model.llm
         if not self.use_graphs:
-            return llm(llm.embed(tok[:, None]), pos[:, None])[:, 0]
+            return self._step_fn(tok, pos)
         b = tok.shape[0]
         if b not in self._graphs:
             self._graphs[b] = self._capture(b)
@@ -197,7 +243,7 @@ class TorchBackend:
         static_pos = t.full((b,), llm.max_seq - 1, dtype=t.long, device=self.device)
 
         def step():
-            return llm(llm.embed(static_tok[:, None]), static_pos[:, None], static=True)[:, 0]
+            return self._step_fn(static_tok, static_pos)
 
         side = t.cuda.Stream()
         side.wait_stream(t.cuda.current_stream())

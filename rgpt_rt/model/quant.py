@@ -23,6 +23,16 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", scale)
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
+    @classmethod
+    def concat(cls, mods: list[Int8Linear]) -> Int8Linear:
+        """One Int8Linear whose output columns are those of `mods` in order (per-channel scales concatenate)."""
+        fused = cls.__new__(cls)
+        nn.Module.__init__(fused)
+        fused.register_buffer("q", torch.cat([m.q for m in mods]))
+        fused.register_buffer("scale", torch.cat([m.scale for m in mods]))
+        fused.in_features, fused.out_features = mods[0].in_features, sum(m.out_features for m in mods)
+        return fused
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])

@@ -19,13 +19,13 @@ cd /tmp  # import the installed package, not the checkout
 "$PY" -c "import rgpt_rt, json; print(json.dumps(rgpt_rt.build_info()))"
 
 log "CUDA tests"
-"$PY" -m pytest -q -rs -p no:cacheprovider "$REPO/tests/test_cuda_ops.py" "$REPO/tests/test_package.py" 2>&1 | tee "$OUT/cuda_tests.log" | tail -15
+"$PY" -m pytest -q -rs -p no:cacheprovider "$REPO/tests/test_cuda_ops.py" "$REPO/tests/test_decode_ops.py" "$REPO/tests/test_package.py" 2>&1 | tee "$OUT/cuda_tests.log" | tail -15
 status+=("cuda tests: $(tail -1 "$OUT/cuda_tests.log")")
 
 log "compute-sanitizer memcheck (CUDA tests, graph capture excluded)"
 if command -v compute-sanitizer >/dev/null; then
   timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
-    "$PY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cuda_ops.py" -k "not graph" > "$OUT/memcheck.log" 2>&1
+    "$PY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cuda_ops.py" "$REPO/tests/test_decode_ops.py" -k "not graph" > "$OUT/memcheck.log" 2>&1
   rc=$?
   tail -8 "$OUT/memcheck.log"
   status+=("memcheck: exit $rc ($(grep -c 'Invalid' "$OUT/memcheck.log") invalid accesses reported)")
