@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests_reference import region_pool_ref
+from tests_reference import decode_attention_ref, region_pool_ref, rms_norm_ref, rope_ref
 
 from rgpt_rt import _native
-from rgpt_rt.ops import preprocess_frame, preprocess_masks, region_pool
+from rgpt_rt.ops import decode_attention, preprocess_frame, preprocess_masks, region_pool, rms_norm, rope_kv_write
 
 DTYPES = [np.float32, np.float16, np.float64, np.int32, np.uint8]
 
@@ -99,3 +99,76 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+# ---- decode ops: near-valid shapes with one or two things wrong ------------------------------------------
+
+
+@st.composite
+def decode_case(draw):
+    b, kv = draw(st.integers(0, 3)), draw(st.integers(1, 3))
+    h = kv * draw(st.integers(1, 3))
+    d, s = draw(st.sampled_from([1, 2, 3, 4, 8, 16])), draw(st.integers(1, 6))
+    shapes = {"q": [b, h, d], "k": [b, kv, d], "cache": [b + draw(st.integers(0, 1)), kv, s, d], "pos": [b]}
+    for _ in range(draw(st.integers(0, 2))):  # break a dimension
+        name = draw(st.sampled_from(sorted(shapes)))
+        i = draw(st.integers(0, len(shapes[name]) - 1))
+        shapes[name][i] = draw(st.integers(0, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float32, np.float16, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+
+    def arr(name):
+        return rng.standard_normal(shapes[name]).astype(dtype)
+
+    pos = rng.integers(-1, s + 1, size=shapes["pos"])
+    if draw(st.booleans()):
+        pos = pos.clip(0, s - 1)
+    strided = draw(st.booleans())
+    q = arr("q")
+    if strided and q.ndim == 3 and q.shape[-1] > 1:
+        q = np.repeat(q, 2, axis=-1)[..., ::2]  # non-unit stride along D
+    return q, arr("k"), arr("k"), arr("cache"), arr("cache"), pos, draw(st.floats(-2, 2))
+
+
+@SETTINGS
+@given(case=decode_case())
+def test_decode_attention_never_crashes(case):
+    q, _, _, kc, vc, pos, scale = case
+    try:
+        out = decode_attention(q, kc, vc, pos, scale)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        return
+    tol = 2e-2 if q.dtype == np.float16 else 1e-4
+    np.testing.assert_allclose(out, decode_attention_ref(q, kc, vc, pos, scale), rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(case=decode_case())
+def test_rope_kv_write_never_crashes(case):
+    q, k, v, kc, vc, pos, _ = case
+    before = kc.copy()
+    f = np.linspace(1.0, 0.01, max(q.shape[-1] // 2, 1) if q.ndim else 1).astype(np.float32)
+    try:
+        out = rope_kv_write(q, k, v, pos, f, kc, vc)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        np.testing.assert_array_equal(kc, before)  # a refused call writes nothing
+        return
+    tol = 2e-2 if q.dtype == np.float16 else 1e-5
+    np.testing.assert_allclose(out, rope_ref(q, pos, f), rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(x=arrays(max_ndim=3), w=arrays(max_ndim=2), residual=st.booleans(), eps=st.sampled_from([1e-6, 0.0, -1.0]))
+def test_rms_norm_never_crashes(x, w, residual, eps):
+    try:
+        out = rms_norm(x, w, eps, residual=x.copy() if residual else None)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        return
+    y = out[0] if residual else out
+    assert y.shape == x.shape
+    if np.isfinite(x.astype(np.float64)).all() and x.dtype == np.float32:
+        ref = rms_norm_ref(2 * x.astype(np.float64) if residual else x, w.astype(np.float32), eps)
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
