@@ -58,9 +58,7 @@ def main() -> None:
             q = torch.randn(b, H, 1, D, device=dev).to(dtype)
             pos = torch.full((b,), args.context - 1, device=dev)
             scale = 1 / math.sqrt(D)
-            full_mask = (torch.arange(args.slots, device=dev) <= args.context - 1)[None, None, None].expand(
-                b, 1, 1, -1
-            )
+            full_mask = (torch.arange(args.slots, device=dev) <= args.context - 1)[None, None, None].expand(b, 1, 1, -1)
 
             def ours(q=q, kc=kc, vc=vc, pos=pos, scale=scale):
                 return decode_attention(q[:, :, 0], kc, vc, pos, scale)
