@@ -120,12 +120,14 @@ class Runtime:
         key = content_key(img)
         # A frame the backend already holds needs no preprocessing (its refined map and image embeddings are
         # cached); the masks are always new work.
-        pixels = None if self.backend.has_frame(key) else preprocess_frame(img, self.cfg.vision)
+        # A backend may preprocess frames on its own device (the torch backend on CUDA).
+        prep = getattr(self.backend, "preprocess_frame", preprocess_frame)
+        pixels = None if self.backend.has_frame(key) else prep(img, self.cfg.vision)
         mask_px = preprocess_masks(masks, s)
         t1 = time.perf_counter()
         with self._exclusive():
             if pixels is None and not self.backend.has_frame(key):  # evicted by another thread meanwhile
-                pixels = preprocess_frame(img, self.cfg.vision)
+                pixels = prep(img, self.cfg.vision)
             table, n_image = self.backend.visual_embeds(pixels, mask_px, frame_key=key)
         t2 = time.perf_counter()
         rows = [("image", key, i) for i in range(n_image)] + [("region", content_key(m)) for m in mask_px]

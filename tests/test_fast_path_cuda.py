@@ -78,3 +78,14 @@ def test_compiled_decode_on_cuda(tiny_llava, sample_frame):
     a = ref.generate(sample_frame, "Describe <region>.", BOXES[0], max_new_tokens=12)
     b = compiled.generate(sample_frame, "Describe <region>.", BOXES[0], max_new_tokens=12)
     assert a.token_ids == b.token_ids
+
+
+def test_frames_are_preprocessed_on_the_gpu_bit_exactly(tiny_llava, sample_frame):
+    import numpy as np
+
+    from rgpt_rt.inputs import preprocess_frame
+
+    be = TorchBackend(tiny_llava, device="cuda")
+    gpu = be.preprocess_frame(sample_frame, be.cfg.vision)
+    assert isinstance(gpu, torch.Tensor) and gpu.device.type == "cuda"
+    np.testing.assert_array_equal(gpu.cpu().numpy(), preprocess_frame(sample_frame, be.cfg.vision))

@@ -85,6 +85,22 @@ class TorchBackend:
 
     # ---- vision ----------------------------------------------------------------------------------------
 
+    def preprocess_frame(self, frame: np.ndarray, vision):
+        """uint8 [H, W, 3] -> pixels [3, S, S]. On CUDA the frame is uploaded as uint8 (a quarter of the float
+        bytes) and the native preprocess_frame runs on the GPU; on the CPU, the native CPU op. Both are
+        Pillow-exact, so the pixels are the same. (Masks are resized on the host: they arrive as full-resolution
+        floats and shrink about 20x in the resize, so uploading them first would cost more than it saves.)"""
+        from ..inputs import preprocess_frame as host
+
+        if not self.device.startswith("cuda"):
+            return host(frame, vision)
+        from ..ops import preprocess_frame as op
+
+        t = self.torch
+        with t.inference_mode():
+            f = t.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+            return op(f, vision.image_size, vision.image_mean, vision.image_std)
+
     def has_frame(self, key: str | None) -> bool:
         return key is not None and key in self.frames
 
@@ -95,7 +111,8 @@ class TorchBackend:
             if hit is None:
                 if pixels is None:
                     raise ValueError("frame not in the cache and no pixels given")
-                refined = self.model.encode_image(t.from_numpy(pixels).to(self.device, self.dtype)[None])[0]
+                px = pixels if isinstance(pixels, t.Tensor) else t.from_numpy(pixels)
+                refined = self.model.encode_image(px.to(self.device, self.dtype)[None])[0]
             else:
                 refined, image = hit
             img_feats, reg_feats = self.model.pool(refined, t.from_numpy(masks).to(self.device))
