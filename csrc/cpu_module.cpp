@@ -124,7 +124,7 @@ void rope_kv_write(const py::buffer& q, const py::buffer& k, const py::buffer& v
 
 void decode_attention(const py::buffer& q, const std::string& dtype, const py::buffer& k_cache,
                       const py::buffer& v_cache, const std::string& cache_dtype, const py::buffer& pos,
-                      const py::buffer& out, float scale, int threads) {
+                      const py::buffer& out, float scale, const py::object& shared, int threads) {
   DecodeAttentionArgs a;
   const DType t = parse_dtype(dtype), ct = parse_dtype(cache_dtype);
   a.q = view_from_buffer(q, t, "q", false);
@@ -132,6 +132,8 @@ void decode_attention(const py::buffer& q, const std::string& dtype, const py::b
   a.v_cache = view_from_buffer(v_cache, ct, "v_cache", false);
   a.pos = view_from_buffer(pos, DType::kI64, "pos", false);
   a.out = view_from_buffer(out, t, "output", true);
+  a.has_shared = shared.is_none() ? 0 : 1;
+  if (a.has_shared) a.shared = view_from_buffer(shared.cast<py::buffer>(), DType::kI64, "shared", false);
   a.scale = scale;
   a.threads = threads;
   check_decode_attention(a);
@@ -168,6 +170,6 @@ PYBIND11_MODULE(_C, m) {
         "Rotary embedding + KV-cache write of a decode step (see kernels/rope_kv_write.h).");
   m.def("decode_attention", &decode_attention, py::arg("q"), py::arg("dtype"), py::arg("k_cache"),
         py::arg("v_cache"), py::arg("cache_dtype"), py::arg("pos"), py::arg("out"), py::arg("scale"),
-        py::arg("threads") = 0,
+        py::arg("shared") = py::none(), py::arg("threads") = 0,
         "One-token attention over each row's KV cache (see kernels/decode_attention.h).");
 }

@@ -197,7 +197,8 @@ void rope_kv_write(const DevTensor& q, const DevTensor& k, const DevTensor& v, c
 }
 
 void decode_attention(const DevTensor& q, const DevTensor& k_cache, const DevTensor& v_cache,
-                      const DevTensor& pos, const DevTensor& out, float scale, uintptr_t ws, int64_t ws_bytes,
+                      const DevTensor& pos, const DevTensor& out, float scale,
+                      const std::optional<DevTensor>& shared, uintptr_t ws, int64_t ws_bytes,
                       uintptr_t stream) {
   DecodeAttentionArgs a;
   a.q = dev_view(q, "q");
@@ -205,6 +206,8 @@ void decode_attention(const DevTensor& q, const DevTensor& k_cache, const DevTen
   a.v_cache = dev_view(v_cache, "v_cache");
   a.pos = dev_view(pos, "pos");
   a.out = dev_view(out, "output");
+  a.has_shared = shared ? 1 : 0;
+  if (shared) a.shared = dev_view(*shared, "shared");
   a.scale = scale;
   check_decode_attention(a);
   launch(

@@ -277,6 +277,12 @@ void check_decode_attention(const DecodeAttentionArgs& a) {
   need_same_shape(a.q, "q", a.out, "output");
   if (!std::isfinite(a.scale)) fail("scale must be finite");
   check_positions(a.pos, b);
+  if (a.has_shared) {
+    check_view(a.shared, "shared", 1, false);
+    need_dtype(a.shared, "shared", {DType::kI64});
+    if (a.shared.shape[0] != b)
+      fail("shared must be [B] with B = " + std::to_string(b) + ", got " + shape_str(a.shared));
+  }
 }
 
 }  // namespace rgpt

@@ -44,6 +44,7 @@ __global__ void partial_kernel(DecodeAttentionArgs a, float* ws, int64_t chunks)
   if (!window(a, b, &p) || start > p) return;  // the combine step reads only chunks 0..p / kDecodeChunk
   const int64_t n = (p + 1 - start) < kDecodeChunk ? (p + 1 - start) : kDecodeChunk;
   const DType ct = a.k_cache.dtype;
+  const int64_t shared_end = decode_shared_end(a.shared, a.has_shared, b);
   __shared__ float qs[kDecodeMaxGroup * kDecodeMaxHeadDim];
   __shared__ float scores[kDecodeMaxGroup * kDecodeChunk];
   __shared__ float stat_m[kDecodeMaxGroup], stat_l[kDecodeMaxGroup];
@@ -52,11 +53,12 @@ __global__ void partial_kernel(DecodeAttentionArgs a, float* ws, int64_t chunks)
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t j = warp; j < n; j += kWarps) {
+    const int64_t src = start + j < shared_end ? 0 : b;
     float kr[kLaneDims];
 #pragma unroll
     for (int i = 0; i < kLaneDims; ++i) {
       const int64_t c = lane + 32 * i;
-      kr[i] = c < d ? load_as_float(a.k_cache.data, a.k_cache.offset(b, kvh, start + j, c), ct) : 0.0f;
+      kr[i] = c < d ? load_as_float(a.k_cache.data, a.k_cache.offset(src, kvh, start + j, c), ct) : 0.0f;
     }
     for (int64_t g = 0; g < group; ++g) {
       float dot = 0.0f;
@@ -92,7 +94,8 @@ __global__ void partial_kernel(DecodeAttentionArgs a, float* ws, int64_t chunks)
     float acc = 0.0f;
     for (int64_t j = 0; j < n; ++j)
       acc += scores[g * kDecodeChunk + j] *
-             load_as_float(a.v_cache.data, a.v_cache.offset(b, kvh, start + j, c), ct);
+             load_as_float(a.v_cache.data,
+                           a.v_cache.offset(start + j < shared_end ? 0 : b, kvh, start + j, c), ct);
     float* part = ws + ((b * heads + kvh * group + g) * chunks + chunk) * (d + 2);
     part[c] = acc;
     if (c == 0) {

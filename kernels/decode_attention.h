@@ -4,6 +4,11 @@
 //   k_cache [Bc, Hkv, S, D]    f32 | f16 | bf16, any non-negative strides; v_cache: same dtype and shape
 //   pos     [B]                i64: row b attends to cache slots 0..pos[b] (its causal window)
 //   out     [B, H, D]          out, q's dtype, contiguous
+//   shared  [B]                i64, optional (has_shared = 0: unused): slots [0, shared[b]) of row b are read
+//                              from cache row 0 instead. describe_many's rows share one prefix (the template
+//                              head and the image): reading it from one row lets the rows' blocks hit the
+//                              same cache lines (L2 on a GPU) instead of B copies. The caller guarantees that
+//                              those slots of row b equal row 0's.
 // out[b, h] = softmax_s(scale * q[b, h] . k[b, h / G, s]) v[b, h / G, s] over s <= pos[b], G = H / Hkv (query
 // head h reads kv head h / G, the Hugging Face mapping). fp32 scores, softmax and accumulation.
 // Only slots 0..pos[b] are read: the cost follows the context, not the cache size, and no shape depends on
@@ -22,12 +27,19 @@ constexpr int kDecodeChunk = 64;
 constexpr int kDecodeMaxHeadDim = 256;
 constexpr int kDecodeMaxGroup = 16;
 
+// Row b reads slots [0, decode_shared_end(...)) from cache row 0 (see `shared` above).
+RGPT_HD int64_t decode_shared_end(const View& shared, int32_t has_shared, int64_t b) {
+  return has_shared ? static_cast<const int64_t*>(shared.data)[shared.offset(b)] : 0;
+}
+
 struct DecodeAttentionArgs {
   View q;
   View k_cache;
   View v_cache;
   View pos;
   View out;
+  View shared;
+  int32_t has_shared = 0;
   float scale = 1.0f;
   int32_t threads = 0;  // CPU only
 };

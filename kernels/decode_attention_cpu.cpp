@@ -52,13 +52,14 @@ Status decode_attention_cpu(const DecodeAttentionArgs& a) {
   for (int64_t task = 0; task < batch * kv_heads; ++task) {
     const int64_t b = task / kv_heads, kvh = task % kv_heads;
     const int64_t n = pos[a.pos.offset(b)] + 1;
+    const int64_t shared_end = decode_shared_end(a.shared, a.has_shared, b);
     std::vector<float> q(static_cast<size_t>(group * d)), acc(static_cast<size_t>(group * d), 0.0f);
     std::vector<float> p(static_cast<size_t>(group * n)), row(static_cast<size_t>(d));
     for (int64_t g = 0; g < group; ++g)
       for (int64_t c = 0; c < d; ++c)
         q[g * d + c] = load_as_float(a.q.data, a.q.offset(b, kvh * group + g, c), a.q.dtype) * a.scale;
     for (int64_t s = 0; s < n; ++s) {
-      const float* k = cache_row(a.k_cache, b, kvh, s, d, row.data());
+      const float* k = cache_row(a.k_cache, s < shared_end ? 0 : b, kvh, s, d, row.data());
       for (int64_t g = 0; g < group; ++g) p[g * n + s] = dot(q.data() + g * d, k, d);
     }
     for (int64_t g = 0; g < group; ++g) {
@@ -73,7 +74,7 @@ Status decode_attention_cpu(const DecodeAttentionArgs& a) {
       for (int64_t s = 0; s < n; ++s) pg[s] /= l;
     }
     for (int64_t s = 0; s < n; ++s) {
-      const float* v = cache_row(a.v_cache, b, kvh, s, d, row.data());
+      const float* v = cache_row(a.v_cache, s < shared_end ? 0 : b, kvh, s, d, row.data());
       for (int64_t g = 0; g < group; ++g) {
         const float w = p[g * n + s];
         float* ag = acc.data() + g * d;

@@ -150,6 +150,27 @@ def test_decode_attention_strided_f16_and_errors():
         decode_attention(q, kc, vc[:, :, :10], pos, 0.2)
 
 
+def test_decode_attention_reads_a_shared_prefix_from_row_0():
+    rng = np.random.default_rng(21)
+    b, h, kv, d, s, prefix = 4, 8, 2, 32, 90, 70
+    q = rng.standard_normal((b, h, d)).astype(np.float32)
+    kc = rng.standard_normal((b, kv, s, d)).astype(np.float32)
+    vc = rng.standard_normal((b, kv, s, d)).astype(np.float32)
+    kc[1:, :, :prefix] = kc[:1, :, :prefix]  # what describe_many's prefill leaves: copies of row 0's prefix
+    vc[1:, :, :prefix] = vc[:1, :, :prefix]
+    pos = np.array([75, 88, 70, 80])
+    want = decode_attention_ref(q, kc, vc, pos, 0.2)
+    shared = np.full(b, prefix)
+    kn, vn = kc.copy(), vc.copy()
+    kn[1:, :, :prefix] = np.nan  # with `shared`, the rows' own prefix slots are never read
+    vn[1:, :, :prefix] = np.nan
+    assert_close(decode_attention(q, kn, vn, pos, 0.2, shared=shared), want, 1e-5, 1e-4, "shared")
+    assert_close(decode_attention(q, kc, vc, pos, 0.2, shared=np.zeros(b)), want, 1e-5, 1e-4, "shared 0")
+    assert np.isnan(decode_attention(q, kn, vn, pos, 0.2)).all(axis=(1, 2))[1:].all()  # without it, they are
+    with pytest.raises(ValueError, match=r"shared must be \[B\] with B = 4"):
+        decode_attention(q, kc, vc, pos, 0.2, shared=shared[:3])
+
+
 # ---- torch ops --------------------------------------------------------------------------------------------
 
 
@@ -177,6 +198,8 @@ def test_torch_ops_match_numpy_and_pass_opcheck():
     o = decode_attention(qo, kc, vc, pos, 0.25)
     assert_close(o.numpy(), decode_attention_ref(qo.numpy(), kc.numpy(), vc.numpy(), [3, 0], 0.25), 1e-5, 1e-4, "t")
     torch.library.opcheck(torch.ops.rgpt.decode_attention.default, (qo, kc, vc, pos, 0.25))
+    shared = torch.tensor([2, 2])
+    torch.library.opcheck(torch.ops.rgpt.decode_attention.default, (qo, kc, vc, pos, 0.25, shared))
 
 
 # ---- CUDA twins -------------------------------------------------------------------------------------------
@@ -225,6 +248,14 @@ def test_cuda_twins_match_cpu(dtype):
         oc = decode_attention(qc, kc, vc, pos, d**-0.5)
         og = decode_attention(qg, kg, vg, pos.cuda(), d**-0.5)
         assert torch.isfinite(og).all()
+        torch.testing.assert_close(og.cpu().float(), oc.float(), **tol)
+        prefix = int(pos.min()) // 2 + 1  # rows 1.. read their first `prefix` slots from row 0
+        kc[1:, :, :prefix], vc[1:, :, :prefix] = kc[:1, :, :prefix], vc[:1, :, :prefix]
+        kg[1:, :, :prefix] = vg[1:, :, :prefix] = float("nan")
+        kg[:1, :, :prefix], vg[:1, :, :prefix] = kc[:1, :, :prefix].cuda(), vc[:1, :, :prefix].cuda()
+        shared = torch.full((b,), prefix)
+        oc = decode_attention(qc, kc, vc, pos, d**-0.5, shared=shared)
+        og = decode_attention(qg, kg, vg, pos.cuda(), d**-0.5, shared=shared.cuda())
         torch.testing.assert_close(og.cpu().float(), oc.float(), **tol)
 
 

@@ -111,3 +111,24 @@ def test_bad_decode_mode_and_positions_outside_the_cache(tiny_llava):
         be.step(3, be.model.llm.max_seq)
     with pytest.raises(ValueError, match="do not fit the KV cache"):
         be.step_batch([3, 4], [1, -1])
+
+
+def test_describe_many_reads_the_shared_prefix_from_row_0(tiny_llava, sample_frame):
+    """The fused step's attention reads the prefix slots of every row from row 0 during describe_many: poison
+    the other rows' copies after the prefill and the answers must not change."""
+    rt = _runtime(tiny_llava, decode="fused")
+    want = rt.describe_many(sample_frame, BOXES, max_new_tokens=12)
+    be = rt.backend
+    orig = be.prefill_batch
+
+    def prefill_then_poison(prefix_ids, prefix_keys, suffixes, table):
+        logits = orig(prefix_ids, prefix_keys, suffixes, table)
+        p = len(prefix_ids)
+        assert int(be._shared[0]) == p
+        for layer in be.model.llm.model.layers:
+            layer.self_attn.kv_cache.k[1 : len(suffixes), :, :p] = float("nan")
+            layer.self_attn.kv_cache.v[1 : len(suffixes), :, :p] = float("nan")
+        return logits
+
+    be.prefill_batch = prefill_then_poison
+    assert rt.describe_many(sample_frame, BOXES, max_new_tokens=12) == want

@@ -81,6 +81,7 @@ class TorchBackend:
         self.use_graphs = cuda_graphs and on_gpu
         self.set_decode(decode or ("fused" if on_gpu else "reference"))
         self._seq: list = []  # keys of the tokens held in KV-cache row 0, by position
+        self._shared = None  # allocated with the KV cache (reserve)
         self.reused_tokens = 0  # prefix tokens the last prefill did not recompute (for tests and benches)
 
     # ---- vision ----------------------------------------------------------------------------------------
@@ -137,6 +138,9 @@ class TorchBackend:
             cap = min(max(max_len, 2 * llm.max_seq, 256), ctx)
             llm.setup_caches(max(batch, llm.max_batch, 1), max(cap, max_len), dtype=self.dtype, device=self.device)
             self._seq, self._graphs = [], {}
+            # Per row: how many leading cache slots are copies of row 0's (set by prefill_batch; read by the
+            # fused step's attention, which then reads the shared prefix from one row for all of them).
+            self._shared = self.torch.zeros(llm.max_batch, dtype=self.torch.long, device=self.device)
 
     def _np(self, x) -> np.ndarray:
         return x.float().cpu().numpy()
@@ -184,6 +188,7 @@ class TorchBackend:
                 cache = layer.self_attn.kv_cache
                 cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
                 cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
+            self._shared.fill_(p)
             longest = max(len(s) for s in suffixes)
             padded = t.zeros(b, longest, dtype=t.long, device=self.device)
             for i, s in enumerate(suffixes):
@@ -218,7 +223,12 @@ class TorchBackend:
             from ..model.fused_decode import fuse_projections_, fused_decode_step
 
             fuse_projections_(llm)
-            return lambda tok, pos: fused_decode_step(llm, tok, pos)
+
+            def fused(tok, pos):
+                shared = None if self._shared is None else self._shared[: tok.shape[0]]
+                return fused_decode_step(llm, tok, pos, shared)
+
+            return fused
         # A captured or compiled step attends over the whole (masked) cache: fixed shapes, no host read-back.
         static = self.use_graphs or self.decode == "compile"
 

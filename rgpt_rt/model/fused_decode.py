@@ -58,10 +58,11 @@ def fuse_projections_(llm) -> None:
         layer.gate_up = _Fused([m.gate_proj, m.up_proj])
 
 
-def fused_decode_step(llm, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+def fused_decode_step(llm, tok: torch.Tensor, pos: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
     """tok [B] int64, pos [B] int64 (each row's position, inside the cache) -> logits [B, V].
 
-    Needs fuse_projections_(llm) and llm.setup_caches(); row b writes cache row b at pos[b].
+    Needs fuse_projections_(llm) and llm.setup_caches(); row b writes cache row b at pos[b]. shared [B] int64
+    (optional): row b's first shared[b] cache slots are copies of row 0's, and attention reads them there.
     """
     cfg = llm.cfg
     b = tok.shape[0]
@@ -77,7 +78,7 @@ def fused_decode_step(llm, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor
         k = qkv[:, h * d : (h + kv) * d].view(b, kv, d)
         v = qkv[:, (h + kv) * d :].view(b, kv, d)
         q = rope_kv_write(q, k, v, pos, llm.inv_freq, cache.k, cache.v)
-        attn = layer.self_attn.o_proj(decode_attention(q, cache.k, cache.v, pos, scale).view(b, h * d))
+        attn = layer.self_attn.o_proj(decode_attention(q, cache.k, cache.v, pos, scale, shared).view(b, h * d))
         y, hidden = rms_norm(attn, layer.post_attention_layernorm.weight, eps, residual=hidden)
         gate_up = layer.gate_up(y)
         mlp = layer.mlp.down_proj(F.silu(gate_up[:, :inter]) * gate_up[:, inter:])

@@ -130,14 +130,21 @@ def register_decode_ops(code, np_view, dev, cuda_module, same_device) -> None:
 
     @torch.library.custom_op("rgpt::decode_attention", mutates_args=())
     def decode_attention(
-        q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor, scale: float
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        pos: torch.Tensor,
+        scale: float,
+        shared: torch.Tensor | None = None,
     ) -> torch.Tensor:
         t = code(q, "q", FLOATS)
         ct = code(k_cache, "k_cache", FLOATS)
         for other, names in ((k_cache, "q and k_cache"), (v_cache, "q and v_cache"), (pos, "q and pos")):
             same_device(q, other, names)
-        if pos.dtype != torch.int64:
-            raise ValueError(f"pos must be int64, got {pos.dtype}")
+        if pos.dtype != torch.int64 or (shared is not None and shared.dtype != torch.int64):
+            raise ValueError(f"pos and shared must be int64, got {pos.dtype}")
+        if shared is not None:
+            same_device(q, shared, "q and shared")
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
         if q.device.type == "cuda":
             mod = cuda_module()
@@ -157,6 +164,7 @@ def register_decode_ops(code, np_view, dev, cuda_module, same_device) -> None:
                 dev(pos, "pos"),
                 dev(out, "output"),
                 scale,
+                None if shared is None else dev(shared, "shared"),
                 ws.data_ptr(),
                 ws.numel(),
                 torch.cuda.current_stream(q.device).cuda_stream,
@@ -172,10 +180,11 @@ def register_decode_ops(code, np_view, dev, cuda_module, same_device) -> None:
                 pos.numpy(),
                 np_view(out),
                 scale,
+                None if shared is None else shared.numpy(),
                 auto_threads(0, work),
             )
         return out
 
     @decode_attention.register_fake
-    def _(q, k_cache, v_cache, pos, scale):
+    def _(q, k_cache, v_cache, pos, scale, shared=None):
         return torch.empty(q.shape, dtype=q.dtype, device=q.device)

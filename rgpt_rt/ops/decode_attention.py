@@ -11,9 +11,10 @@ from .._native import cpu
 from ._util import as_numpy_input, auto_threads, dtype_code, is_torch
 
 
-def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float, threads: int = 0):
+def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float, shared: Any = None, threads: int = 0):
     """q [B, H, D], caches [Bc, Hkv, S, D], pos [B] int64 -> out [B, H, D]: softmax(scale q.k) v over the cache
-    slots 0..pos[b] of row b; query head h reads kv head h // (H / Hkv).
+    slots 0..pos[b] of row b; query head h reads kv head h // (H / Hkv). shared [B] int64 (optional): slots
+    [0, shared[b]) of row b are read from row 0 (rows holding copies of one prefix; see the kernel header).
 
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA) through `torch.ops.rgpt.decode_attention`.
     """
@@ -23,7 +24,7 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float,
         register()
         import torch
 
-        return torch.ops.rgpt.decode_attention(q, k_cache, v_cache, pos, float(scale))
+        return torch.ops.rgpt.decode_attention(q, k_cache, v_cache, pos, float(scale), shared)
     qa = as_numpy_input(q, "q")
     code = dtype_code(qa, "q", ("f32", "f16"))
     kc, vc = as_numpy_input(k_cache, "k_cache"), as_numpy_input(v_cache, "v_cache")
@@ -31,5 +32,6 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float,
     out = np.empty(qa.shape, qa.dtype)
     p = np.ascontiguousarray(pos, np.int64)
     work = int(p.clip(0).sum() + p.size) * qa.shape[1] * qa.shape[-1] if qa.ndim == 3 else 0
-    cpu().decode_attention(qa, code, kc, vc, cache_code, p, out, float(scale), auto_threads(threads, work))
+    sh = None if shared is None else np.ascontiguousarray(shared, np.int64)
+    cpu().decode_attention(qa, code, kc, vc, cache_code, p, out, float(scale), sh, auto_threads(threads, work))
     return out
