@@ -6,6 +6,7 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_fp16.h>
 #define RGPT_HD __host__ __device__ __forceinline__
 #else
 #define RGPT_HD inline
@@ -29,8 +30,12 @@ enum Status : int32_t {
   kBadArgument = 9,
 };
 
-// Bit-exact IEEE half -> float (normals, subnormals, inf, nan).
+// Bit-exact IEEE half -> float (normals, subnormals, inf, nan). On the GPU, the hardware conversion (one
+// instruction, the same value; only a NaN's payload may differ).
 RGPT_HD float half_bits_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1Fu;
   uint32_t man = h & 0x3FFu;
@@ -55,10 +60,15 @@ RGPT_HD float half_bits_to_float(uint16_t h) {
   float f;
   memcpy(&f, &bits, sizeof(f));
   return f;
+#endif
 }
 
-// float -> IEEE half, round to nearest even, overflow to inf, nan preserved.
+// float -> IEEE half, round to nearest even, overflow to inf, nan preserved (on the GPU: the hardware
+// conversion, which rounds the same way).
 RGPT_HD uint16_t float_to_half_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
   uint32_t x;
   memcpy(&x, &f, sizeof(x));
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
@@ -81,6 +91,7 @@ RGPT_HD uint16_t float_to_half_bits(float f) {
   r >>= 13;
   if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
   return sign | static_cast<uint16_t>(r);
+#endif
 }
 
 RGPT_HD float bf16_bits_to_float(uint16_t b) {

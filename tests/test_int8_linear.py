@@ -72,3 +72,12 @@ def test_cuda_twin_matches_cpu():
         cpu = int8_linear(x, torch.from_numpy(q), torch.from_numpy(s))
         gpu = int8_linear(x.cuda(), torch.from_numpy(q).cuda(), torch.from_numpy(s).cuda())
         torch.testing.assert_close(gpu.cpu().float(), cpu.float(), rtol=2e-2, atol=2e-2)
+    # x rows that defeat the 16-byte x loads (row stride not a multiple of 16, odd offset): the scalar x path
+    q, s = quantize_weight(rng.standard_normal((40, 256)))
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        big = torch.randn(5, 256 + 9).to(dtype)
+        big_gpu = big.cuda()  # sliced on the device: .cuda() of a slice would copy it contiguous
+        for cut in ((slice(None), slice(8, 264)), (slice(None), slice(1, 257)), (slice(0, 1), slice(0, 256))):
+            cpu = int8_linear(big[cut], torch.from_numpy(q), torch.from_numpy(s))
+            gpu = int8_linear(big_gpu[cut], torch.from_numpy(q).cuda(), torch.from_numpy(s).cuda())
+            torch.testing.assert_close(gpu.cpu().float(), cpu.float(), rtol=2e-2, atol=2e-2)
