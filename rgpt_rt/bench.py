@@ -285,7 +285,13 @@ def compare_hf(rt, args) -> dict:
         vision_feature_select_strategy="default",
         image_seq_length=n_img,
     )
-    model = T.LlavaForConditionalGeneration(hf_cfg).to(device=dev, dtype=dtype).eval()
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:  # built on the device in its dtype: a 7B model initialised on the host would take minutes
+        with torch.device(dev):
+            model = T.LlavaForConditionalGeneration(hf_cfg).eval()
+    finally:
+        torch.set_default_dtype(prev)
     prompt = (
         rt.tokenizer.encode_text("USER: ")
         + [cfg.llm.vocab_size - 1] * n_img
@@ -324,14 +330,14 @@ def compare_hf(rt, args) -> dict:
     return out
 
 
-def soak(rt, n: int, device: str) -> dict:
+def soak(rt, n: int, device: str, new_tokens: int = 8) -> dict:
     from .cli import SAMPLE_IMAGE
     from .inputs import load_frame
 
     frame = load_frame(SAMPLE_IMAGE)
     box = (128, 128, 232, 198)
     for _ in range(min(100, n)):
-        rt.describe(frame, box, max_new_tokens=8)
+        rt.describe(frame, box, max_new_tokens=new_tokens)
     rss0 = current_rss_mb()
     gpu0 = None
     if device.startswith("cuda"):
@@ -341,7 +347,7 @@ def soak(rt, n: int, device: str) -> dict:
     t0 = time.perf_counter()
     for i in range(n):
         f = frame if i % 2 else frame[::-1].copy()
-        rt.describe(f, box, max_new_tokens=8)
+        rt.describe(f, box, max_new_tokens=new_tokens)
     out = {"soak_calls": n, "soak_s": time.perf_counter() - t0, "soak_rss_growth_mb": current_rss_mb() - rss0}
     if gpu0 is not None:
         import torch
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-hf", action="store_true")
     ap.add_argument("--decode", default=None, help="torch backend decode steps to compare, e.g. fused,reference")
     ap.add_argument("--soak", type=int, default=0, help="make N describe calls and report memory growth")
+    ap.add_argument("--soak-only", action="store_true", help="with --soak: skip the latency measurements")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     args.regions = [int(x) for x in args.regions.split(",") if x]
@@ -404,27 +411,33 @@ def main(argv: list[str] | None = None) -> int:
             "startup_cold_ms": cold,
             "startup_warm_ms": warm,
         }
-        result.update(measure(rt, args))
-        if hasattr(rt.backend, "decode"):
-            result["decode"] = rt.backend.decode
-        if len(args.decode) > 1:
-            result.update(compare_decode(rt, args, result.get("floor_ms_per_token")))
-        if args.compare_hf:
-            result.update(compare_hf(rt, args))
-        if args.soak:
-            result.update(soak(rt, args.soak, args.device))
-    try:
-        import torch
-
         if args.device.startswith("cuda"):
+            import torch
+
             result["gpu"] = torch.cuda.get_device_name()
-    except ImportError:
-        pass
+
+        def save():  # after every phase, so a run stopped by a time limit keeps what it measured
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+        save()
+        if not args.soak_only:
+            result.update(measure(rt, args))
+            if hasattr(rt.backend, "decode"):
+                result["decode"] = rt.backend.decode
+            save()
+            if len(args.decode) > 1:
+                result.update(compare_decode(rt, args, result.get("floor_ms_per_token")))
+                save()
+            if args.compare_hf:
+                result.update(compare_hf(rt, args))
+                save()
+        if args.soak:
+            result.update(soak(rt, args.soak, args.device, args.new_tokens))
+            save()
     width = max(len(k) for k in result)
     for k, v in result.items():
         print(f"{k.ljust(width)}  {v:.3f}" if isinstance(v, float) else f"{k.ljust(width)}  {v}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

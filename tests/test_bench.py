@@ -9,7 +9,7 @@ from rgpt_rt import bench
 def test_bench_json_on_the_tiny_checkpoint(tiny_llava, tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["--model", str(tiny_llava), "--device", "cpu", "--repeats", "1", "--new-tokens", "6"]
-    args += ["--regions", "1,3", "--decode", "fused,reference", "--soak", "20", "--json", str(out)]
+    args += ["--regions", "1,3", "--decode", "fused,reference", "--soak", "20", "--compare-hf", "--json", str(out)]
     assert bench.main(args) == 0
     d = json.loads(out.read_text())
     for key in (
@@ -30,6 +30,8 @@ def test_bench_json_on_the_tiny_checkpoint(tiny_llava, tmp_path, capsys):
     ):
         assert key in d, key
     assert d["decode"] == "fused" and d["soak_calls"] == 20
+    assert d["hf_eager_ms_per_token"] > 0 and d["hf_static_ms_per_token"] > 0  # transformers at the same shapes
+    assert not [k for k in d if k.endswith("_error")]
     assert 0 < d["ttft_ms"] < 60_000 and 0 < d["step_ms_fused"] < 10_000 and d["prompt_tokens"] > 50
     assert d["ttft_ms"] >= d["vision_ms"]
     printed = capsys.readouterr().out

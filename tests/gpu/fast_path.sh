@@ -32,8 +32,7 @@ step decode_ops 60 "$PY" "$REPO/tests/bench/bench_decode_ops.py" --batch 1,8 --c
   --json "$OUT/bench_decode_ops.json"
 step fp16 120 "${BENCH[@]}" --precision fp16 --regions 1,8 --decode fused,reference --json "$OUT/bench_7b_fp16.json"
 step int8 90 "${BENCH[@]}" --precision int8 --regions 8 --decode fused,reference --json "$OUT/bench_7b_int8.json"
-step soak 80 "$PY" -m rgpt_rt.bench --device cuda --soak 10000 --repeats 1 --regions 8 --new-tokens 16 \
-  --json "$OUT/soak.json"
+step soak 120 "$PY" -m rgpt_rt.bench --device cuda --soak 10000 --soak-only --new-tokens 4 --json "$OUT/soak.json"
 step hf 150 "${BENCH[@]}" --precision fp16 --regions 1 --compare-hf --json "$OUT/bench_7b_hf.json"
 if [ "${RGPT_GPU_COMPILE:-0}" = 1 ]; then
   step compile 300 "${BENCH[@]}" --precision fp16 --regions 1 --decode fused,compile --json "$OUT/bench_7b_compile.json"
