@@ -175,10 +175,7 @@ def measure(rt, args) -> dict:
         out["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
         model = getattr(rt.backend, "model", None)
         if model is not None:
-            weight_bytes = sum(p.numel() * p.element_size() for p in model.llm.parameters())
-            weight_bytes += sum(
-                b.numel() * b.element_size() for n, b in model.llm.named_buffers() if n.endswith((".q", ".scale"))
-            )
+            weight_bytes = decoder_weight_bytes(model.llm)
             copy_gbs = copy_bandwidth_gbs()
             floor_ms = weight_bytes / (copy_gbs * 1e9) * 1e3
             out.update(
@@ -246,6 +243,17 @@ def compare_decode(rt, args, floor_ms: float | None) -> dict:
     backend.set_decode(args.decode[0])
     out["step_context_tokens"] = ctx
     return out
+
+
+def decoder_weight_bytes(llm) -> int:
+    """Bytes of the decoder's weights (parameters, and int8 weights and scales), each storage counted once:
+    the fused projections' modules hold views into one concatenated tensor."""
+    tensors = list(llm.parameters()) + [b for n, b in llm.named_buffers() if n.endswith((".q", ".scale"))]
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
 
 
 def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:

@@ -44,3 +44,25 @@ def test_bench_rejects_random_7b_without_a_gpu(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--random-7b", "--device", "cpu"])
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_decoder_weight_bytes_counts_fused_and_int8_weights_once():
+    from rgpt_rt.model.fused_decode import fuse_projections_
+    from rgpt_rt.model.quant import quantize_decoder_
+    from rgpt_rt.testing import make_tiny_model
+
+    llm = make_tiny_model("llava").llm
+    plain = sum(p.numel() * p.element_size() for p in llm.parameters())
+    linear = sum(p.numel() for layer in llm.model.layers for p in layer.parameters() if p.dim() == 2)
+    assert bench.decoder_weight_bytes(llm) == plain
+    fuse_projections_(llm)
+    assert bench.decoder_weight_bytes(llm) == plain  # views into the fused weights are not counted twice
+
+    model = make_tiny_model("llava")
+    quantize_decoder_(model)
+    llm = model.llm
+    int8 = bench.decoder_weight_bytes(llm)
+    n_out = sum(m.out_features for m in llm.modules() if type(m).__name__ == "Int8Linear")
+    assert int8 == plain - 3 * linear + 4 * n_out  # fp32 linear weights became int8, plus one fp32 scale per row
+    fuse_projections_(llm)
+    assert bench.decoder_weight_bytes(llm) == int8
