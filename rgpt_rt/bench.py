@@ -158,6 +158,7 @@ def measure(rt, args) -> dict:
     out["decode_ms_per_token"] = statistics.median(r.timings.ms_per_token for _, r in runs)
     out[f"describe_ms_{args.new_tokens}tok"] = statistics.median(t for t, _ in runs)
     for n in args.regions:
+        rt.describe_many(next(fr), boxes(n), max_new_tokens=2)  # warm-up: captures the batch-n decode graph
         times = []
         for _ in range(max(1, args.repeats // 2)):
             f = next(fr)
