@@ -188,6 +188,8 @@ class TorchBackend:
                 cache = layer.self_attn.kv_cache
                 cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
                 cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
+            if self._shared is None or self._shared.numel() < b:  # caches set up outside reserve()
+                self._shared = t.zeros(llm.max_batch, dtype=t.long, device=self.device)
             self._shared.fill_(p)
             longest = max(len(s) for s in suffixes)
             padded = t.zeros(b, longest, dtype=t.long, device=self.device)
