@@ -56,6 +56,8 @@ class Sampler:
 
     def __call__(self, logits: np.ndarray, generated: list[int]) -> int:
         cfg = self.cfg
+        if cfg.temperature == 0 and (cfg.repetition_penalty == 1.0 or not generated):
+            return int(np.argmax(logits))  # greedy: float64 would pick the same index (the widening is exact)
         x = np.asarray(logits, dtype=np.float64).copy()
         if cfg.repetition_penalty != 1.0 and generated:
             seen = np.unique(np.asarray(generated))

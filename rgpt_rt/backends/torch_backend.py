@@ -163,7 +163,7 @@ class TorchBackend:
         t = self.torch
         self._check_positions([pos])
         with t.inference_mode():
-            logits = self._decode(t.tensor([token], device=self.device), t.tensor([pos], device=self.device))
+            logits = self._decode([token], [pos])
         del self._seq[pos:]
         self._seq.append(token)
         return self._np(logits[0])
@@ -206,7 +206,7 @@ class TorchBackend:
         t = self.torch
         self._check_positions(positions)
         with t.inference_mode():
-            logits = self._decode(t.tensor(tokens, device=self.device), t.tensor(positions, device=self.device))
+            logits = self._decode(tokens, positions)
         self._seq = self._seq[: min(positions)]  # row 0 moved on; keep what is certainly still its prefix
         return self._np(logits)
 
@@ -250,16 +250,22 @@ class TorchBackend:
                 f"cache ({llm.max_batch} x {llm.max_seq}); call reserve() first"
             )
 
-    def _decode(self, tok, pos):
-        """tok [B], pos [B] -> logits [B, V]; on CUDA through a captured graph per batch size."""
+    def _decode(self, tokens: list[int], positions: list[int]):
+        """tokens [B], positions [B] -> logits [B, V]; on CUDA through a captured graph per batch size, fed by
+        one copy from pinned host memory (tokens and positions together)."""
+        t = self.torch
+        host = t.tensor([tokens, positions], dtype=t.long)
         if not self.use_graphs:
-            return self._step_fn(tok, pos)
-        b = tok.shape[0]
+            io = host.to(self.device)
+            return self._step_fn(io[0], io[1])
+        b = len(tokens)
         if b not in self._graphs:
             self._graphs[b] = self._capture(b)
-        graph, static_tok, static_pos, out = self._graphs[b]
-        static_tok.copy_(tok)
-        static_pos.copy_(pos)
+        graph, static_io, pinned, copied, out = self._graphs[b]
+        copied.synchronize()  # the previous copy out of `pinned` has finished before it is overwritten
+        pinned.copy_(host)
+        static_io.copy_(pinned, non_blocking=True)
+        copied.record()
         graph.replay()
         return out
 
@@ -268,11 +274,13 @@ class TorchBackend:
         llm = self.model.llm
         # Warm-up and capture write the KV slot of their position: use the last slot, which every later use
         # writes before it reads.
-        static_tok = t.zeros(b, dtype=t.long, device=self.device)
-        static_pos = t.full((b,), llm.max_seq - 1, dtype=t.long, device=self.device)
+        static_io = t.zeros(2, b, dtype=t.long, device=self.device)  # [tokens; positions]
+        static_io[1].fill_(llm.max_seq - 1)
+        pinned = t.empty(2, b, dtype=t.long, pin_memory=True)
+        copied = t.cuda.Event()
 
         def step():
-            return self._step_fn(static_tok, static_pos)
+            return self._step_fn(static_io[0], static_io[1])
 
         side = t.cuda.Stream()
         side.wait_stream(t.cuda.current_stream())
@@ -283,4 +291,4 @@ class TorchBackend:
         graph = t.cuda.CUDAGraph()
         with t.cuda.graph(graph):
             out = step()
-        return graph, static_tok, static_pos, out
+        return graph, static_io, pinned, copied, out
