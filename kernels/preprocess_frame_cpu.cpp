@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu_dispatch.h"
 #include "preprocess_frame.h"
 
 namespace rgpt {
@@ -103,10 +104,7 @@ __attribute__((target("avx2"))) void horizontal_pass2_avx2(const uint8_t* ra, co
   horizontal_pass2_body(ra, rb, side, s, bounds, kk, ksize, wide, oa, ob);
 }
 
-Pass2 pick_pass2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") ? horizontal_pass2_avx2 : horizontal_pass2_base;
-}
+Pass2 pick_pass2() { return cpu_has_avx2(false) ? horizontal_pass2_avx2 : horizontal_pass2_base; }
 const Pass2 horizontal_pass2 = pick_pass2();
 #else
 const Pass2 horizontal_pass2 = horizontal_pass2_base;

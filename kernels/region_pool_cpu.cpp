@@ -16,6 +16,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu_dispatch.h"
 #include "region_pool.h"
 
 namespace rgpt {
@@ -134,8 +135,7 @@ __attribute__((target("avx2,fma"))) void dot_rows_avx2(const float* const* f, co
 
 DotRows pick_dot_rows() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return dot_rows_avx2;
+  if (cpu_has_avx2(true)) return dot_rows_avx2;
 #endif
   return dot_rows_base;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU fast-path set, under 8 minutes on an H100, most important first:
 #   build; CUDA tests (native ops incl. the decode ops, fast path); the decode ops against the reference's
-#   attention / rotary / norm at one 7B layer's shapes; bench at RegionGPT-7B shapes fp16 with the
-#   fused and reference decode steps; int8; the tiny 10,000-call soak; transformers' generate at the same
-#   shapes; then (only with RGPT_GPU_COMPILE=1) the torch.compile decode step, whose autotuning is slow.
+#   attention / rotary / norm at one 7B layer's shapes and int8_linear against fp16 matmuls; bench at
+#   RegionGPT-7B shapes fp16 with the fused and reference decode steps; int8; the tiny 10,000-call soak;
+#   transformers' generate at the same shapes; then (only with RGPT_GPU_COMPILE=1) the torch.compile decode
+#   step, whose autotuning is slow.
 # A short table comes last. Results also land in $OUT when set.
 #   bash tests/gpu/fast_path.sh
 set -uo pipefail
@@ -30,6 +31,7 @@ step tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider -k "not compiled" "$RE
   "$REPO/tests/test_int8_linear.py" "$REPO/tests/test_decode_ops.py" "$REPO/tests/test_fast_path_cuda.py"
 step decode_ops 60 "$PY" "$REPO/tests/bench/bench_decode_ops.py" --batch 1,8 --context 650 --slots 2048 \
   --json "$OUT/bench_decode_ops.json"
+step int8_op 60 "$PY" "$REPO/tests/bench/bench_int8_linear.py" --rows 1,8 --json "$OUT/bench_int8_linear.json"
 step fp16 120 "${BENCH[@]}" --precision fp16 --regions 1,8 --decode fused,reference --json "$OUT/bench_7b_fp16.json"
 step int8 90 "${BENCH[@]}" --precision int8 --regions 8 --decode fused,reference --json "$OUT/bench_7b_int8.json"
 step soak 120 "$PY" -m rgpt_rt.bench --device cuda --soak 10000 --soak-only --new-tokens 4 --json "$OUT/soak.json"
