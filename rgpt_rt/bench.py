@@ -100,7 +100,8 @@ def open_runtime(args, tmp: Path):
     prec = (
         args.precision if args.backend in ("auto", "torch") and not (Path(path) / "manifest.json").is_file() else None
     )
-    return Runtime.from_pretrained(path, backend=args.backend, device=args.device, precision=prec)
+    decode = args.decode[0] if args.decode and prec is not None else None
+    return Runtime.from_pretrained(path, backend=args.backend, device=args.device, precision=prec, decode=decode)
 
 
 def frames(n: int, h: int = 480, w: int = 640):

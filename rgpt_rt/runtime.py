@@ -94,12 +94,17 @@ class Runtime:
         allow_empty_masks: bool = False,
         verify: bool = True,
         precision: str | None = None,
+        decode: str | None = None,
     ) -> Runtime:
         """Load a checkpoint directory (llava or vila layout; torch backend) or an engine directory built by
         `python -m rgpt_rt.build` (onnx or trt backend). backend: "auto" | "torch" | "onnx" | "trt";
         device: "cpu" | "cuda". verify: check each engine file's sha256 against the manifest. precision (torch
-        backend): "fp32" | "fp16" | "bf16" | "int8" (weight-only int8 decoder through rgpt_rt.ops.int8_linear)."""
-        be = open_backend(path, backend=backend, device=device, dtype=dtype, verify=verify, precision=precision)
+        backend): "fp32" | "fp16" | "bf16" | "int8" (weight-only int8 decoder through rgpt_rt.ops.int8_linear).
+        decode (torch backend): "fused" (native decode ops; the default on CUDA) | "reference" (the model's own
+        forward; the default on the CPU) | "compile" (that forward through torch.compile)."""
+        be = open_backend(
+            path, backend=backend, device=device, dtype=dtype, verify=verify, precision=precision, decode=decode
+        )
         return cls(be, PromptTokenizer(path, be.cfg), allow_empty_masks=allow_empty_masks)
 
     @property

@@ -132,3 +132,9 @@ def test_describe_many_reads_the_shared_prefix_from_row_0(tiny_llava, sample_fra
 
     be.prefill_batch = prefill_then_poison
     assert rt.describe_many(sample_frame, BOXES, max_new_tokens=12) == want
+
+
+def test_from_pretrained_passes_decode_and_refuses_it_for_engines(tiny_llava, tmp_path):
+    assert Runtime.from_pretrained(tiny_llava, decode="fused").backend.decode == "fused"
+    with pytest.raises(ValueError, match="decode= selects the torch backend's decode step"):
+        Runtime.from_pretrained(tiny_llava, backend="onnx", decode="fused")

@@ -32,9 +32,11 @@ def open_backend(
     dtype: str | None = None,
     verify: bool = True,
     precision: str | None = None,
+    decode: str | None = None,
 ) -> Backend:
     """Pick and open a backend. auto: trt for a trt engine directory on a usable GPU, else onnx for engine
-    directories; torch for checkpoint directories."""
+    directories; torch for checkpoint directories. decode: the torch backend's decode step ("fused",
+    "reference" or "compile"; default fused on CUDA, reference on the CPU)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}'; available: {', '.join(BACKENDS)}")
     engine = is_engine_dir(path)
@@ -53,7 +55,9 @@ def open_backend(
             )
         from .torch_backend import TorchBackend
 
-        return TorchBackend(path, device=device, dtype=dtype, precision=precision)
+        return TorchBackend(path, device=device, dtype=dtype, precision=precision, decode=decode)
+    if decode is not None:
+        raise ValueError(f"decode= selects the torch backend's decode step; the {backend} backend has its own")
     if not engine:
         raise ValueError(
             f"backend='{backend}' needs an engine directory, and {path} has no manifest.json; "
