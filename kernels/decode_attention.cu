@@ -11,6 +11,7 @@
 
 #include <cmath>
 
+#include "cuda_status.h"
 #include "decode_attention.h"
 
 namespace rgpt {
@@ -154,11 +155,7 @@ Status decode_attention_cuda(const DecodeAttentionArgs& a, void* workspace, int6
     combine_kernel<<<static_cast<unsigned>(batch * heads), kThreads, 0, s>>>(a, ws, chunks);
     err = cudaGetLastError();
   }
-  if (err != cudaSuccess) {
-    if (cuda_error) *cuda_error = static_cast<int>(err);
-    return kCudaError;
-  }
-  return kOk;
+  return cuda_status(err, cuda_error);
 }
 
 }  // namespace rgpt

@@ -4,6 +4,7 @@
 // with shuffles and applies scale[n].
 #include <cuda_runtime.h>
 
+#include "cuda_status.h"
 #include "int8_linear.h"
 
 namespace rgpt {
@@ -120,11 +121,8 @@ Status int8_linear_cuda(const Int8LinearArgs& a, void* stream_ptr, int* cuda_err
   for (int64_t r0 = 0; r0 < m; r0 += kRows) {
     const int rows = static_cast<int>(m - r0 < kRows ? m - r0 : kRows);
     int8_linear_kernel<<<blocks, kWarps * 32, 0, stream>>>(a.x, a.q, a.scale, a.y, r0, rows, vec16, xvec);
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) {
-      if (cuda_error) *cuda_error = static_cast<int>(err);
-      return kCudaError;
-    }
+    const Status st = cuda_status(cudaGetLastError(), cuda_error);
+    if (st != kOk) return st;
   }
   return kOk;
 }

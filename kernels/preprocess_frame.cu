@@ -7,6 +7,7 @@
 // 3. masks: the same with double weights and a float intermediate, as Pillow's "F" resampling.
 #include <cuda_runtime.h>
 
+#include "cuda_status.h"
 #include "preprocess_frame.h"
 
 namespace rgpt {
@@ -125,12 +126,6 @@ __global__ void masks_kernel(PreprocessMasksArgs a, Coeffs co, int32_t identity)
   static_cast<float*>(a.out.data)[a.out.offset(k, oy, ox)] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
 }
 
-Status finish(cudaError_t err, int* cuda_error) {
-  if (err == cudaSuccess) return kOk;
-  if (cuda_error) *cuda_error = static_cast<int>(err);
-  return kCudaError;
-}
-
 }  // namespace
 
 int64_t preprocess_workspace_bytes(int64_t side, int64_t size) {
@@ -151,11 +146,11 @@ Status preprocess_frame_cuda(const PreprocessFrameArgs& a, void* workspace, int6
     coeffs_kernel<<<static_cast<unsigned>((s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(side, s, 1,
                                                                                                  co);
     const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return finish(err, cuda_error);
+    if (err != cudaSuccess) return cuda_status(err, cuda_error);
   }
   frame_kernel<<<static_cast<unsigned>((s * s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(a, co,
                                                                                                   identity);
-  return finish(cudaGetLastError(), cuda_error);
+  return cuda_status(cudaGetLastError(), cuda_error);
 }
 
 Status preprocess_masks_cuda(const PreprocessMasksArgs& a, void* workspace, int64_t workspace_bytes,
@@ -175,11 +170,11 @@ Status preprocess_masks_cuda(const PreprocessMasksArgs& a, void* workspace, int6
     coeffs_kernel<<<static_cast<unsigned>((s + kThreads - 1) / kThreads), kThreads, 0, stream>>>(side, s, 0,
                                                                                                  cb);
     const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return finish(err, cuda_error);
+    if (err != cudaSuccess) return cuda_status(err, cuda_error);
   }
   const dim3 grid(static_cast<unsigned>((s * s + kThreads - 1) / kThreads), static_cast<unsigned>(n));
   masks_kernel<<<grid, kThreads, 0, stream>>>(a, cb, identity);
-  return finish(cudaGetLastError(), cuda_error);
+  return cuda_status(cudaGetLastError(), cuda_error);
 }
 
 }  // namespace rgpt

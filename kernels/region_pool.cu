@@ -8,6 +8,7 @@
 // 3. finalize: regions = acc / (sum + eps), cast to the output dtype.
 #include <cuda_runtime.h>
 
+#include "cuda_status.h"
 #include "region_pool.h"
 
 namespace rgpt {
@@ -144,11 +145,7 @@ Status region_pool_cuda(const RegionPoolArgs& a, void* workspace, int64_t worksp
         acc, sums, n, c_all, a.eps, a.regions);
     err = cudaGetLastError();
   }
-  if (err != cudaSuccess) {
-    if (cuda_error) *cuda_error = static_cast<int>(err);
-    return kCudaError;
-  }
-  return kOk;
+  return cuda_status(err, cuda_error);
 }
 
 }  // namespace rgpt

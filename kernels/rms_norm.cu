@@ -2,6 +2,7 @@
 // in registers between the sum of squares and the scaling, so x and the residual are read once.
 #include <cuda_runtime.h>
 
+#include "cuda_status.h"
 #include "rms_norm.h"
 
 namespace rgpt {
@@ -55,12 +56,7 @@ Status rms_norm_cuda(const RmsNormArgs& a, void* stream, int* cuda_error) {
   if (a.x.shape[1] > static_cast<int64_t>(kThreads) * kPerThread) return kTooLarge;
   if (a.x.shape[0] == 0) return kOk;
   rms_norm_kernel<<<static_cast<unsigned>(a.x.shape[0]), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    if (cuda_error) *cuda_error = static_cast<int>(err);
-    return kCudaError;
-  }
-  return kOk;
+  return cuda_status(cudaGetLastError(), cuda_error);
 }
 
 }  // namespace rgpt

@@ -2,6 +2,7 @@
 // H query heads, then the Hkv key heads, then the Hkv value heads (a plain copy of the pair into the cache).
 #include <cuda_runtime.h>
 
+#include "cuda_status.h"
 #include "rope_kv_write.h"
 
 namespace rgpt {
@@ -54,12 +55,7 @@ Status rope_kv_write_cuda(const RopeKvWriteArgs& a, void* stream, int* cuda_erro
   constexpr int kThreads = 256;
   const unsigned blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
   rope_kv_write_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    if (cuda_error) *cuda_error = static_cast<int>(err);
-    return kCudaError;
-  }
-  return kOk;
+  return cuda_status(cudaGetLastError(), cuda_error);
 }
 
 }  // namespace rgpt
