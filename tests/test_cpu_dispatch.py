@@ -30,7 +30,9 @@ def _run(path, baseline: bool):
     env.pop("RGPT_CPU_BASELINE", None)
     if baseline:
         env["RGPT_CPU_BASELINE"] = "1"
-    subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, env=env, timeout=120)
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, and the checkout's rgpt_rt (no built
+    # module in a non-editable install) would shadow the installed package
+    subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, env=env, timeout=120, cwd=path.parent)
     return np.load(path)
 
 
