@@ -138,3 +138,55 @@ def test_from_pretrained_passes_decode_and_refuses_it_for_engines(tiny_llava, tm
     assert Runtime.from_pretrained(tiny_llava, decode="fused").backend.decode == "fused"
     with pytest.raises(ValueError, match="decode= selects the torch backend's decode step"):
         Runtime.from_pretrained(tiny_llava, backend="onnx", decode="fused")
+
+
+@pytest.mark.parametrize(
+    "heads,kv,head_dim,scaling",
+    [
+        (2, 2, 128, None),
+        (
+            4,
+            1,
+            64,
+            {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+        ),
+    ],
+)
+def test_fused_step_at_vicuna_and_llama3_head_layouts(heads, kv, head_dim, scaling):
+    """MHA with 128-dim heads (Vicuna-7B's layout) and GQA 4:1 with Llama-3 rope scaling, past 64 positions."""
+    from rgpt_rt.config import LlamaConfig
+    from rgpt_rt.model.llama import Llama
+
+    cfg = LlamaConfig(
+        vocab_size=300,
+        hidden_size=256,
+        intermediate_size=512,
+        num_layers=2,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=head_dim,
+        rope_scaling=scaling,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    llm = Llama(cfg).eval()
+    with torch.no_grad():
+        for p in llm.parameters():
+            p.normal_(0.0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    llm.setup_caches(2, 200)
+    tok, pos = torch.tensor([11, 250]), torch.tensor([150, 99])
+    with torch.inference_mode():
+        llm(torch.randn(2, 150, 256), torch.arange(150)[None].expand(2, -1))
+        before = _caches(llm)
+        ref = llm(llm.embed(tok[:, None]), pos[:, None])[:, 0]
+        _restore(llm, before)
+    fuse_projections_(llm)
+    with torch.inference_mode():
+        fused = fused_decode_step(llm, tok, pos)
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-5)
