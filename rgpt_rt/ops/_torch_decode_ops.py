@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import _native
@@ -135,7 +137,7 @@ def register_decode_ops(code, np_view, dev, cuda_module, same_device) -> None:
         v_cache: torch.Tensor,
         pos: torch.Tensor,
         scale: float,
-        shared: torch.Tensor | None = None,
+        shared: Optional[torch.Tensor] = None,  # noqa: UP045 - the spelling every torch release can infer
     ) -> torch.Tensor:
         t = code(q, "q", FLOATS)
         ct = code(k_cache, "k_cache", FLOATS)
