@@ -38,8 +38,9 @@ void check_status(Status st, int cuda_error, const char* op) {
     case kCudaError:
       throw std::runtime_error(std::string(op) + ": CUDA error: " + rgpt_cuda_error_string(cuda_error));
     case kTooLarge:
-      throw std::invalid_argument(std::string(op) +
-                                  ": input too large for the CUDA kernel's shared-memory tile");
+      throw std::invalid_argument(
+          std::string(op) +
+          ": input too large for the CUDA kernel (the op's header in kernels/ gives its limits)");
     case kBadArgument:
       throw std::invalid_argument(std::string(op) + ": workspace missing or smaller than required");
     default:

@@ -9,6 +9,7 @@
 // h = x + residual rounded to the dtype (or x); sum = h;
 // y = weight * round(h / sqrt(mean(h^2) + eps)), the mean in fp32 (fp64 on the CPU), each product rounded to
 // the dtype: the rounding steps of the reference model's RMSNorm.
+// CUDA twin limit: D <= 8192 (each thread keeps its elements in registers); larger D returns kTooLarge.
 #pragma once
 
 #include "common.h"

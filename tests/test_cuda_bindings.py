@@ -1,0 +1,80 @@
+"""The CUDA module's decode-op bindings on any machine where rgpt_rt._C_cuda was built, GPU or not: the
+arguments are parsed and validated on the host before any launch (bad shapes raise ValueError naming the
+problem), and without a GPU a valid call reaches the launch and comes back as a RuntimeError, not a crash.
+The pointers are host memory; they are never dereferenced on the host, and a launch is only attempted where
+no GPU exists."""
+
+import numpy as np
+import pytest
+
+from rgpt_rt import _native
+
+mod = _native.cuda()
+pytestmark = pytest.mark.skipif(mod is None, reason="rgpt_rt was built without CUDA")
+
+
+def dev(shape, dtype, code):
+    a = np.zeros(shape, dtype)
+    return (a.ctypes.data, code, list(a.shape), [s // a.itemsize for s in a.strides], a.size), a
+
+
+@pytest.fixture
+def t():
+    keep = {}
+
+    def make(name, shape, dtype=np.float32, code="f32"):
+        desc, arr = dev(shape, dtype, code)
+        keep[name] = arr  # the memory outlives the call
+        return desc
+
+    return make
+
+
+def _launch_or_skip():
+    if mod.device_count() > 0:
+        pytest.skip("a GPU is present: host pointers must not reach a kernel there")
+
+
+def test_decode_attention_binding(t):
+    q, kc, pos, out = t("q", (2, 4, 16)), t("kc", (2, 2, 8, 16)), t("pos", 2, np.int64, "i64"), t("o", (2, 4, 16))
+    with pytest.raises(ValueError, match="workspace missing"):
+        mod.decode_attention(q, kc, kc, pos, out, 0.25, None, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"query heads \(3\) must be a multiple of kv heads \(2\)"):
+        mod.decode_attention(t("q3", (2, 3, 16)), kc, kc, pos, out, 0.25, None, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"shared must be \[B\] with B = 2"):
+        mod.decode_attention(q, kc, kc, pos, out, 0.25, t("sh", 3, np.int64, "i64"), 0, 0, 0)
+    with pytest.raises(ValueError, match="pos has dtype f32"):
+        mod.decode_attention(q, kc, kc, t("pf", 2), out, 0.25, None, 0, 0, 0)
+    need = mod.decode_attention_workspace_bytes(2, 4, 8, 16)
+    assert need == 2 * 4 * 1 * (16 + 2) * 4
+    _launch_or_skip()
+    ws = t("ws", need // 4)
+    with pytest.raises(RuntimeError, match="decode_attention: CUDA error"):
+        mod.decode_attention(q, kc, kc, pos, out, 0.25, pos, ws[0], need, 0)
+
+
+def test_rope_kv_write_binding(t):
+    q, k, pos, f = t("q", (2, 4, 16)), t("k", (2, 2, 16)), t("pos", 2, np.int64, "i64"), t("f", 8)
+    kc = t("kc", (2, 2, 8, 16))
+    with pytest.raises(ValueError, match=r"inv_freq must be \[D/2\] = \[8\]"):
+        mod.rope_kv_write(q, k, k, pos, t("f7", 7), t("qo", (2, 4, 16)), kc, kc, 0)
+    ptr, code, _, _, extent = t("kct", (2, 2, 8, 16))
+    transposed = (ptr, code, [2, 2, 8, 16], [256, 16, 32, 1], extent)  # slots and heads swapped in memory
+    with pytest.raises(ValueError, match=r"k_cache \(an output\) must be row-major contiguous"):
+        mod.rope_kv_write(q, k, k, pos, f, t("qo", (2, 4, 16)), transposed, kc, 0)
+    _launch_or_skip()
+    with pytest.raises(RuntimeError, match="rope_kv_write: CUDA error"):
+        mod.rope_kv_write(q, k, k, pos, f, t("qo", (2, 4, 16)), kc, kc, 0)
+
+
+def test_rms_norm_binding(t):
+    x, w, y = t("x", (3, 32)), t("w", 32), t("y", (3, 32))
+    with pytest.raises(ValueError, match=r"weight must be \[D\] with D = 32"):
+        mod.rms_norm(x, t("w31", 31), y, None, None, 1e-6, 0)
+    with pytest.raises(ValueError, match="residual must have the shape of x"):
+        mod.rms_norm(x, w, y, t("r", (2, 32)), None, 1e-6, 0)
+    with pytest.raises(ValueError, match="too large"):
+        mod.rms_norm(t("xb", (1, 9000)), t("wb", 9000), t("yb", (1, 9000)), None, None, 1e-6, 0)
+    _launch_or_skip()
+    with pytest.raises(RuntimeError, match="rms_norm: CUDA error"):
+        mod.rms_norm(x, w, y, t("r2", (3, 32)), t("s", (3, 32)), 1e-6, 0)
