@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <stdexcept>
 #include <string>
 
 #include "bind_common.h"
@@ -21,6 +22,20 @@ using namespace rgpt;
 
 namespace {
 
+// Run a CPU twin with the GIL released and turn a failed Status into an exception (the twins return
+// kOutOfBounds only for a decode position outside the KV cache; validation has already run).
+template <typename Args>
+void run(Status (*twin)(const Args&), const Args& a, const char* op) {
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = twin(a);
+  }
+  if (st == kOutOfBounds)
+    throw std::invalid_argument(std::string(op) + ": a position is outside the KV cache [0, S)");
+  if (st != kOk) throw std::runtime_error(std::string(op) + ": failed with status " + std::to_string(st));
+}
+
 void region_pool(const py::buffer& fmap, const std::string& fmap_dtype, const py::buffer& masks,
                  const py::buffer& image, const py::buffer& regions, const std::string& out_dtype, int grid,
                  float eps, int threads) {
@@ -33,8 +48,7 @@ void region_pool(const py::buffer& fmap, const std::string& fmap_dtype, const py
   a.eps = eps;
   a.threads = threads;
   check_region_pool(a);
-  py::gil_scoped_release release;
-  region_pool_cpu(a);
+  run(region_pool_cpu, a, "region_pool");
 }
 
 void preprocess_frame(const py::buffer& frame, const py::buffer& out, const std::string& out_dtype, bool bgr,
@@ -51,8 +65,7 @@ void preprocess_frame(const py::buffer& frame, const py::buffer& out, const std:
   }
   a.threads = threads;
   check_preprocess_frame(a);
-  py::gil_scoped_release release;
-  preprocess_frame_cpu(a);
+  run(preprocess_frame_cpu, a, "preprocess_frame");
 }
 
 void preprocess_masks(const py::buffer& masks, const py::buffer& out, int threads) {
@@ -61,8 +74,7 @@ void preprocess_masks(const py::buffer& masks, const py::buffer& out, int thread
   a.out = view_from_buffer(out, DType::kF32, "output", true);
   a.threads = threads;
   check_preprocess_masks(a);
-  py::gil_scoped_release release;
-  preprocess_masks_cpu(a);
+  run(preprocess_masks_cpu, a, "preprocess_masks");
 }
 
 void int8_linear(const py::buffer& x, const std::string& x_dtype, const py::buffer& q,
@@ -74,8 +86,7 @@ void int8_linear(const py::buffer& x, const std::string& x_dtype, const py::buff
   a.y = view_from_buffer(y, parse_dtype(x_dtype), "output", true);
   a.threads = threads;
   check_int8_linear(a);
-  py::gil_scoped_release release;
-  int8_linear_cpu(a);
+  run(int8_linear_cpu, a, "int8_linear");
 }
 
 void rms_norm(const py::buffer& x, const std::string& dtype, const py::buffer& weight, const py::buffer& y,
@@ -92,12 +103,7 @@ void rms_norm(const py::buffer& x, const std::string& dtype, const py::buffer& w
   a.eps = eps;
   a.threads = threads;
   check_rms_norm(a);
-  py::gil_scoped_release release;
-  rms_norm_cpu(a);
-}
-
-[[noreturn]] void position_error(const char* op) {
-  throw std::invalid_argument(std::string(op) + ": a position is outside the KV cache [0, S)");
+  run(rms_norm_cpu, a, "rms_norm");
 }
 
 void rope_kv_write(const py::buffer& q, const py::buffer& k, const py::buffer& v, const std::string& dtype,
@@ -114,12 +120,7 @@ void rope_kv_write(const py::buffer& q, const py::buffer& k, const py::buffer& v
   a.k_cache = view_from_buffer(k_cache, ct, "k_cache", true);
   a.v_cache = view_from_buffer(v_cache, ct, "v_cache", true);
   check_rope_kv_write(a);
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = rope_kv_write_cpu(a);
-  }
-  if (st == kOutOfBounds) position_error("rope_kv_write");
+  run(rope_kv_write_cpu, a, "rope_kv_write");
 }
 
 void decode_attention(const py::buffer& q, const std::string& dtype, const py::buffer& k_cache,
@@ -137,12 +138,7 @@ void decode_attention(const py::buffer& q, const std::string& dtype, const py::b
   a.scale = scale;
   a.threads = threads;
   check_decode_attention(a);
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = decode_attention_cpu(a);
-  }
-  if (st == kOutOfBounds) position_error("decode_attention");
+  run(decode_attention_cpu, a, "decode_attention");
 }
 
 }  // namespace

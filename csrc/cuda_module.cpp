@@ -1,6 +1,6 @@
 // rgpt_rt._C_cuda: the CUDA native module. Built only when nvcc is found; cudart is linked statically so the
-// module imports on a machine without a GPU. Ops take device pointers described by (pointer, dtype, shape,
-// strides, extent) plus a caller-allocated workspace and a cudaStream_t (torch's current stream); they are
+// module imports on a machine without a GPU. Ops take device tensors as (pointer, dtype, shape, strides,
+// extent) tuples plus a caller-allocated workspace and a cudaStream_t (torch's current stream); they are
 // validated exactly like the CPU ops before any launch. A missing GPU or a CUDA error is a RuntimeError.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -64,89 +64,7 @@ std::vector<int> probe(int n) {
 
 using Dims = std::vector<int64_t>;
 
-void region_pool(uintptr_t f, const std::string& fd, const Dims& fs, const Dims& fst, int64_t fe, uintptr_t m,
-                 const std::string& md, const Dims& ms, const Dims& mst, int64_t me, uintptr_t i,
-                 const std::string& id, const Dims& is, const Dims& ist, int64_t ie, uintptr_t r,
-                 const std::string& rd, const Dims& rs, const Dims& rst, int64_t re, int grid, float eps,
-                 uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
-  RegionPoolArgs a;
-  a.fmap = view_from_pointer(f, fd, fs, fst, fe, "feature_map");
-  a.masks = view_from_pointer(m, md, ms, mst, me, "masks");
-  a.image = view_from_pointer(i, id, is, ist, ie, "image output");
-  a.regions = view_from_pointer(r, rd, rs, rst, re, "regions output");
-  a.grid = grid;
-  a.eps = eps;
-  check_region_pool(a);
-  int err = 0;
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = region_pool_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream), &err);
-  }
-  check_status(st, err, "region_pool");
-}
-
-void preprocess_frame(uintptr_t f, const std::string& fd, const Dims& fs, const Dims& fst, int64_t fe,
-                      uintptr_t o, const std::string& od, const Dims& os, const Dims& ost, int64_t oe,
-                      bool bgr, std::array<int, 3> fill, std::array<float, 3> mean, std::array<float, 3> std,
-                      uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
-  PreprocessFrameArgs a;
-  a.frame = view_from_pointer(f, fd, fs, fst, fe, "frame");
-  a.out = view_from_pointer(o, od, os, ost, oe, "output");
-  a.bgr = bgr ? 1 : 0;
-  for (int c = 0; c < 3; ++c) {
-    a.fill[c] = fill[c];
-    a.mean[c] = mean[c];
-    a.std[c] = std[c];
-  }
-  check_preprocess_frame(a);
-  int err = 0;
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = preprocess_frame_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream),
-                               &err);
-  }
-  check_status(st, err, "preprocess_frame");
-}
-
-void preprocess_masks(uintptr_t m, const std::string& md, const Dims& ms, const Dims& mst, int64_t me,
-                      uintptr_t o, const std::string& od, const Dims& os, const Dims& ost, int64_t oe,
-                      uintptr_t ws, int64_t ws_bytes, uintptr_t stream) {
-  PreprocessMasksArgs a;
-  a.masks = view_from_pointer(m, md, ms, mst, me, "masks");
-  a.out = view_from_pointer(o, od, os, ost, oe, "output");
-  check_preprocess_masks(a);
-  int err = 0;
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = preprocess_masks_cuda(a, reinterpret_cast<void*>(ws), ws_bytes, reinterpret_cast<void*>(stream),
-                               &err);
-  }
-  check_status(st, err, "preprocess_masks");
-}
-
-void int8_linear(uintptr_t x, const std::string& xd, const Dims& xs, const Dims& xst, int64_t xe, uintptr_t q,
-                 const std::string& qd, const Dims& qs, const Dims& qst, int64_t qe, uintptr_t sc,
-                 const std::string& sd, const Dims& ss, const Dims& sst, int64_t se, uintptr_t y,
-                 const std::string& yd, const Dims& ys, const Dims& yst, int64_t ye, uintptr_t stream) {
-  Int8LinearArgs a;
-  a.x = view_from_pointer(x, xd, xs, xst, xe, "x");
-  a.q = view_from_pointer(q, qd, qs, qst, qe, "weight");
-  a.scale = view_from_pointer(sc, sd, ss, sst, se, "scale");
-  a.y = view_from_pointer(y, yd, ys, yst, ye, "output");
-  check_int8_linear(a);
-  int err = 0;
-  Status st;
-  {
-    py::gil_scoped_release release;
-    st = int8_linear_cuda(a, reinterpret_cast<void*>(stream), &err);
-  }
-  check_status(st, err, "int8_linear");
-}
-
-// A device tensor as passed from Python: (pointer, dtype, shape, strides, extent).
+// A device tensor as passed from Python: (pointer, dtype, shape, strides, extent in elements).
 using DevTensor = std::tuple<uintptr_t, std::string, Dims, Dims, int64_t>;
 
 View dev_view(const DevTensor& t, const char* name) {
@@ -154,6 +72,7 @@ View dev_view(const DevTensor& t, const char* name) {
                            name);
 }
 
+// Run a launcher with the GIL released; turn its Status into an exception.
 template <typename Launch>
 void launch(Launch&& fn, const char* op) {
   int err = 0;
@@ -163,6 +82,60 @@ void launch(Launch&& fn, const char* op) {
     st = fn(&err);
   }
   check_status(st, err, op);
+}
+
+void* ptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
+
+void region_pool(const DevTensor& fmap, const DevTensor& masks, const DevTensor& image,
+                 const DevTensor& regions, int grid, float eps, uintptr_t ws, int64_t ws_bytes,
+                 uintptr_t stream) {
+  RegionPoolArgs a;
+  a.fmap = dev_view(fmap, "feature_map");
+  a.masks = dev_view(masks, "masks");
+  a.image = dev_view(image, "image output");
+  a.regions = dev_view(regions, "regions output");
+  a.grid = grid;
+  a.eps = eps;
+  check_region_pool(a);
+  launch([&](int* e) { return region_pool_cuda(a, ptr(ws), ws_bytes, ptr(stream), e); }, "region_pool");
+}
+
+void preprocess_frame(const DevTensor& frame, const DevTensor& out, bool bgr, std::array<int, 3> fill,
+                      std::array<float, 3> mean, std::array<float, 3> std, uintptr_t ws, int64_t ws_bytes,
+                      uintptr_t stream) {
+  PreprocessFrameArgs a;
+  a.frame = dev_view(frame, "frame");
+  a.out = dev_view(out, "output");
+  a.bgr = bgr ? 1 : 0;
+  for (int c = 0; c < 3; ++c) {
+    a.fill[c] = fill[c];
+    a.mean[c] = mean[c];
+    a.std[c] = std[c];
+  }
+  check_preprocess_frame(a);
+  launch([&](int* e) { return preprocess_frame_cuda(a, ptr(ws), ws_bytes, ptr(stream), e); },
+         "preprocess_frame");
+}
+
+void preprocess_masks(const DevTensor& masks, const DevTensor& out, uintptr_t ws, int64_t ws_bytes,
+                      uintptr_t stream) {
+  PreprocessMasksArgs a;
+  a.masks = dev_view(masks, "masks");
+  a.out = dev_view(out, "output");
+  check_preprocess_masks(a);
+  launch([&](int* e) { return preprocess_masks_cuda(a, ptr(ws), ws_bytes, ptr(stream), e); },
+         "preprocess_masks");
+}
+
+void int8_linear(const DevTensor& x, const DevTensor& q, const DevTensor& scale, const DevTensor& y,
+                 uintptr_t stream) {
+  Int8LinearArgs a;
+  a.x = dev_view(x, "x");
+  a.q = dev_view(q, "weight");
+  a.scale = dev_view(scale, "scale");
+  a.y = dev_view(y, "output");
+  check_int8_linear(a);
+  launch([&](int* e) { return int8_linear_cuda(a, ptr(stream), e); }, "int8_linear");
 }
 
 void rms_norm(const DevTensor& x, const DevTensor& weight, const DevTensor& y,
@@ -178,7 +151,7 @@ void rms_norm(const DevTensor& x, const DevTensor& weight, const DevTensor& y,
   if (sum) a.sum = dev_view(*sum, "sum output");
   a.eps = eps;
   check_rms_norm(a);
-  launch([&](int* e) { return rms_norm_cuda(a, reinterpret_cast<void*>(stream), e); }, "rms_norm");
+  launch([&](int* e) { return rms_norm_cuda(a, ptr(stream), e); }, "rms_norm");
 }
 
 void rope_kv_write(const DevTensor& q, const DevTensor& k, const DevTensor& v, const DevTensor& pos,
@@ -194,7 +167,7 @@ void rope_kv_write(const DevTensor& q, const DevTensor& k, const DevTensor& v, c
   a.k_cache = dev_view(k_cache, "k_cache");
   a.v_cache = dev_view(v_cache, "v_cache");
   check_rope_kv_write(a);
-  launch([&](int* e) { return rope_kv_write_cuda(a, reinterpret_cast<void*>(stream), e); }, "rope_kv_write");
+  launch([&](int* e) { return rope_kv_write_cuda(a, ptr(stream), e); }, "rope_kv_write");
 }
 
 void decode_attention(const DevTensor& q, const DevTensor& k_cache, const DevTensor& v_cache,
@@ -211,12 +184,8 @@ void decode_attention(const DevTensor& q, const DevTensor& k_cache, const DevTen
   if (shared) a.shared = dev_view(*shared, "shared");
   a.scale = scale;
   check_decode_attention(a);
-  launch(
-      [&](int* e) {
-        return decode_attention_cuda(a, reinterpret_cast<void*>(ws), ws_bytes,
-                                     reinterpret_cast<void*>(stream), e);
-      },
-      "decode_attention");
+  launch([&](int* e) { return decode_attention_cuda(a, ptr(ws), ws_bytes, ptr(stream), e); },
+         "decode_attention");
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-"""The CUDA module's decode-op bindings on any machine where rgpt_rt._C_cuda was built, GPU or not: the
+"""The CUDA module's bindings on any machine where rgpt_rt._C_cuda was built, GPU or not: the
 arguments are parsed and validated on the host before any launch (bad shapes raise ValueError naming the
 problem), and without a GPU a valid call reaches the launch and comes back as a RuntimeError, not a crash.
 The pointers are host memory; they are never dereferenced on the host, and a launch is only attempted where
@@ -78,3 +78,20 @@ def test_rms_norm_binding(t):
     _launch_or_skip()
     with pytest.raises(RuntimeError, match="rms_norm: CUDA error"):
         mod.rms_norm(x, w, y, t("r2", (3, 32)), t("s", (3, 32)), 1e-6, 0)
+
+
+def test_older_op_bindings_take_device_tensor_tuples(t):
+    x, q, s, y = t("x", (2, 32)), t("q", (8, 32), np.int8, "i8"), t("s", 8), t("y", (2, 8))
+    with pytest.raises(ValueError, match=r"scale must be \[N\] with N = 8"):
+        mod.int8_linear(x, q, t("s7", 7), y, 0)
+    fmap, masks = t("f", (4, 6, 6)), t("m", (2, 12, 12))
+    with pytest.raises(ValueError, match=r"regions output must be \[2, 4\]"):
+        mod.region_pool(fmap, masks, t("i", (4, 4)), t("r", (3, 4)), 2, 1e-8, 0, 0, 0)
+    frame = t("fr", (5, 7, 3), np.uint8, "u8")
+    with pytest.raises(ValueError, match=r"output must be \[3, S, S\]"):
+        mod.preprocess_frame(frame, t("o", (3, 4, 5)), False, [0, 0, 0], [0.5] * 3, [0.5] * 3, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"output must be \[N, S, S\] with N = 2"):
+        mod.preprocess_masks(masks, t("om", (1, 4, 4)), 0, 0, 0)
+    _launch_or_skip()
+    with pytest.raises(RuntimeError, match="int8_linear: CUDA error"):
+        mod.int8_linear(x, q, s, y, 0)

@@ -81,7 +81,9 @@ class TorchBackend:
         self.use_graphs = cuda_graphs and on_gpu
         self.set_decode(decode or ("fused" if on_gpu else "reference"))
         self._seq: list = []  # keys of the tokens held in KV-cache row 0, by position
-        self._shared = None  # allocated with the KV cache (reserve)
+        # Per KV-cache row: how many leading slots are copies of row 0's (set by prefill_batch); the fused step's
+        # attention reads those from row 0, so describe_many's rows share one copy of the prefix.
+        self._shared = None
         self.reused_tokens = 0  # prefix tokens the last prefill did not recompute (for tests and benches)
 
     # ---- vision ----------------------------------------------------------------------------------------
@@ -137,10 +139,7 @@ class TorchBackend:
             # Grow in steps so that a run of similar prompts allocates once.
             cap = min(max(max_len, 2 * llm.max_seq, 256), ctx)
             llm.setup_caches(max(batch, llm.max_batch, 1), max(cap, max_len), dtype=self.dtype, device=self.device)
-            self._seq, self._graphs = [], {}
-            # Per row: how many leading cache slots are copies of row 0's (set by prefill_batch; read by the
-            # fused step's attention, which then reads the shared prefix from one row for all of them).
-            self._shared = self.torch.zeros(llm.max_batch, dtype=self.torch.long, device=self.device)
+            self._seq, self._graphs, self._shared = [], {}, None
 
     def _np(self, x) -> np.ndarray:
         return x.float().cpu().numpy()
@@ -188,7 +187,7 @@ class TorchBackend:
                 cache = layer.self_attn.kv_cache
                 cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
                 cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
-            if self._shared is None or self._shared.numel() < b:  # caches set up outside reserve()
+            if self._shared is None or self._shared.numel() < b:  # once per cache size (reserve drops it)
                 self._shared = t.zeros(llm.max_batch, dtype=t.long, device=self.device)
             self._shared.fill_(p)
             longest = max(len(s) for s in suffixes)

@@ -85,10 +85,10 @@ def register() -> None:
             ws = torch.empty(mod.region_pool_workspace_bytes(n, h, w, c), dtype=torch.uint8, device=fmap.device)
             stream = torch.cuda.current_stream(fmap.device).cuda_stream
             mod.region_pool(
-                *_dev(fmap, "feature_map"),
-                *_dev(m, "masks"),
-                *_dev(image, "image"),
-                *_dev(regions, "regions"),
+                _dev(fmap, "feature_map"),
+                _dev(m, "masks"),
+                _dev(image, "image"),
+                _dev(regions, "regions"),
                 grid,
                 eps,
                 ws.data_ptr(),
@@ -129,10 +129,10 @@ def register() -> None:
         if x.device.type == "cuda":
             mod = _cuda_module()
             mod.int8_linear(
-                *_dev(x, "x"),
-                *_dev(weight.contiguous(), "weight"),
-                *_dev(s, "scale"),
-                *_dev(y, "y"),
+                _dev(x, "x"),
+                _dev(weight.contiguous(), "weight"),
+                _dev(s, "scale"),
+                _dev(y, "y"),
                 torch.cuda.current_stream(x.device).cuda_stream,
             )
         else:
@@ -158,8 +158,8 @@ def register() -> None:
             side = max(frame.shape[0], frame.shape[1]) if frame.dim() == 3 else 1
             ws = torch.empty(mod.preprocess_workspace_bytes(side, size), dtype=torch.uint8, device=frame.device)
             mod.preprocess_frame(
-                *_dev(frame, "frame"),
-                *_dev(out, "out"),
+                _dev(frame, "frame"),
+                _dev(out, "out"),
                 bgr,
                 fill,
                 mean,
@@ -189,8 +189,8 @@ def register() -> None:
             side = max(m.shape[1], m.shape[2])
             ws = torch.empty(mod.preprocess_workspace_bytes(side, size), dtype=torch.uint8, device=m.device)
             mod.preprocess_masks(
-                *_dev(m, "masks"),
-                *_dev(out, "out"),
+                _dev(m, "masks"),
+                _dev(out, "out"),
                 ws.data_ptr(),
                 ws.numel(),
                 torch.cuda.current_stream(m.device).cuda_stream,

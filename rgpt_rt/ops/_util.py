@@ -9,6 +9,16 @@ import numpy as np
 NUMPY_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.uint8): "u8"}
 
 
+def torch_op(name: str):
+    """torch.ops.rgpt.<name>, registering the custom ops on first use (torch is imported only here)."""
+    from ._torch_ops import register
+
+    register()
+    import torch
+
+    return getattr(torch.ops.rgpt, name)
+
+
 def is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
 

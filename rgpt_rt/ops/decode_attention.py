@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, dtype_code, is_torch
+from ._util import as_numpy_input, auto_threads, dtype_code, is_torch, torch_op
 
 
 def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float, shared: Any = None, threads: int = 0):
@@ -19,12 +19,7 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float,
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA) through `torch.ops.rgpt.decode_attention`.
     """
     if is_torch(q):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.decode_attention(q, k_cache, v_cache, pos, float(scale), shared)
+        return torch_op("decode_attention")(q, k_cache, v_cache, pos, float(scale), shared)
     qa = as_numpy_input(q, "q")
     code = dtype_code(qa, "q", ("f32", "f16"))
     kc, vc = as_numpy_input(k_cache, "k_cache"), as_numpy_input(v_cache, "v_cache")

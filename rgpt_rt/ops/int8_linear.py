@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, dtype_code, is_torch
+from ._util import as_numpy_input, dtype_code, is_torch, torch_op
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,12 +24,7 @@ def int8_linear(x: Any, weight: Any, scale: Any, threads: int = 0):
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA, `torch.ops.rgpt.int8_linear`).
     """
     if is_torch(x):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.int8_linear(x, weight, scale)
+        return torch_op("int8_linear")(x, weight, scale)
     xa = as_numpy_input(x, "x")
     code = dtype_code(xa, "x", ("f32", "f16"))
     q = np.asarray(weight)

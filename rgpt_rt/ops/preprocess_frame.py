@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, is_torch
+from ._util import as_numpy_input, auto_threads, is_torch, torch_op
 
 
 def default_fill(mean: Sequence[float]) -> tuple[int, int, int]:
@@ -31,12 +31,7 @@ def preprocess_frame(
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA)."""
     fill = default_fill(mean) if fill is None else tuple(int(v) for v in fill)
     if is_torch(frame):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.preprocess_frame(
+        return torch_op("preprocess_frame")(
             frame, int(size), [float(v) for v in mean], [float(v) for v in std], list(fill), bool(bgr), out_dtype
         )
     f = as_numpy_input(frame, "frame")
@@ -54,12 +49,7 @@ def preprocess_frame(
 def preprocess_masks(masks: Any, size: int, threads: int = 0):
     """float [N, H, W] in [0, 1] -> f32 [N, S, S]: the frame's pad (fill 0) and Pillow's bilinear resize."""
     if is_torch(masks):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.preprocess_masks(masks, int(size))
+        return torch_op("preprocess_masks")(masks, int(size))
     m = np.asarray(masks)
     if m.dtype != np.float32:
         m = m.astype(np.float32)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, dtype_code, is_torch
+from ._util import as_numpy_input, auto_threads, dtype_code, is_torch, torch_op
 
 
 def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8, threads: int = 0):
@@ -21,12 +21,7 @@ def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8
     Outputs have feature_map's dtype. numpy in -> numpy out; torch in -> torch out (CPU or CUDA).
     """
     if is_torch(feature_map):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.region_pool(feature_map, masks, int(image_grid), float(eps))
+        return torch_op("region_pool")(feature_map, masks, int(image_grid), float(eps))
     fmap = as_numpy_input(feature_map, "feature_map")
     code = dtype_code(fmap, "feature_map", ("f32", "f16"))
     m = np.asarray(masks)

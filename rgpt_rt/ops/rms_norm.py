@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, dtype_code, is_torch
+from ._util import as_numpy_input, dtype_code, is_torch, torch_op
 
 
 def rms_norm(x: Any, weight: Any, eps: float = 1e-6, residual: Any = None, threads: int = 0):
@@ -19,14 +19,9 @@ def rms_norm(x: Any, weight: Any, eps: float = 1e-6, residual: Any = None, threa
     / `torch.ops.rgpt.rms_norm_residual`.
     """
     if is_torch(x):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
         if residual is None:
-            return torch.ops.rgpt.rms_norm(x, weight, eps)
-        return torch.ops.rgpt.rms_norm_residual(x, residual, weight, eps)
+            return torch_op("rms_norm")(x, weight, eps)
+        return torch_op("rms_norm_residual")(x, residual, weight, eps)
     xa = as_numpy_input(x, "x")
     code = dtype_code(xa, "x", ("f32", "f16"))
     if xa.ndim < 1:

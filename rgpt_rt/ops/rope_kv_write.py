@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, dtype_code, is_torch
+from ._util import as_numpy_input, dtype_code, is_torch, torch_op
 
 
 def rope_kv_write(q: Any, k: Any, v: Any, pos: Any, inv_freq: Any, k_cache: Any, v_cache: Any):
@@ -19,12 +19,7 @@ def rope_kv_write(q: Any, k: Any, v: Any, pos: Any, inv_freq: Any, k_cache: Any,
     through `torch.ops.rgpt.rope_kv_write`, which declares the caches as mutated.
     """
     if is_torch(q):
-        from ._torch_ops import register
-
-        register()
-        import torch
-
-        return torch.ops.rgpt.rope_kv_write(q, k, v, pos, inv_freq, k_cache, v_cache)
+        return torch_op("rope_kv_write")(q, k, v, pos, inv_freq, k_cache, v_cache)
     qa = as_numpy_input(q, "q")
     code = dtype_code(qa, "q", ("f32", "f16"))
     ka, va = as_numpy_input(k, "k"), as_numpy_input(v, "v")
