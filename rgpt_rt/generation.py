@@ -92,6 +92,7 @@ class Timings:
     decode_ms: float = 0.0
     tokens: int = 0
     prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens whose KV was reused from the previous call (not recomputed)
 
     @property
     def ms_per_token(self) -> float:

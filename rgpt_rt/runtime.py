@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import decode_loop
 from .backends import Backend, open_backend
 from .errors import PromptError
-from .generation import GenerationConfig, GenerationResult, Sampler, Timings
-from .inputs import load_frame, preprocess_frame, preprocess_masks, to_masks
+from .generation import GenerationConfig, GenerationResult, Timings
+from .inputs import load_frame, preprocess_masks, to_masks
 from .prompts import (
     COCO80,
     build_prompt,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .chat import Chat
 
 DESCRIBE_TASKS = ("detail", "brief")
+DESCRIBE_BATCH = 16  # regions that describe_many decodes together (each row holds its own KV cache)
 
 
 def content_key(arr: np.ndarray) -> str:
@@ -125,8 +127,7 @@ class Runtime:
         key = content_key(img)
         # A frame the backend already holds needs no preprocessing (its refined map and image embeddings are
         # cached); the masks are always new work.
-        # A backend may preprocess frames on its own device (the torch backend on CUDA).
-        prep = getattr(self.backend, "preprocess_frame", preprocess_frame)
+        prep = self.backend.preprocess_frame  # on the backend's own device (the torch backend on CUDA)
         pixels = None if self.backend.has_frame(key) else prep(img, self.cfg.vision)
         mask_px = preprocess_masks(masks, s)
         t1 = time.perf_counter()
@@ -172,74 +173,23 @@ class Runtime:
             )
         return ids
 
-    def _run(
-        self,
-        visual: Visual,
-        ids: list[int],
-        gen: GenerationConfig,
-        keep_first_logits: bool,
-        out: list[GenerationResult],
-    ) -> Iterator[str]:
-        """Yield text pieces as they become final; append the GenerationResult to `out` at the end."""
-        timings = Timings(preprocess_ms=visual.preprocess_ms, vision_ms=visual.vision_ms, prompt_tokens=len(ids))
-        seq = _Sequence(self.tokenizer, gen, min(gen.max_new_tokens, self.cfg.llm.max_position_embeddings - len(ids)))
-        emitted = ""
-        with self._exclusive():
-            self.backend.reserve(len(ids) + seq.max_new)
-            t0 = time.perf_counter()
-            logits = self.backend.prefill(ids, visual.table, visual.token_keys(ids, self.cfg.llm.vocab_size))
-            t1 = time.perf_counter()
-            timings.prefill_ms = (t1 - t0) * 1e3
-            first_logits = logits.copy() if keep_first_logits else None
-            pos = len(ids)
-            while True:
-                tok = seq.accept(logits)
-                if seq.done:
-                    break
-                ready = _stable_prefix(seq.text, gen.stop)
-                if len(ready) > len(emitted):
-                    yield ready[len(emitted) :]
-                    emitted = ready
-                logits = self.backend.step(tok, pos)
-                pos += 1
-            timings.decode_ms = (time.perf_counter() - t1) * 1e3
-        timings.tokens = len(seq.generated)
-        final = seq.text.strip()
-        if len(final) > len(emitted):
-            yield final[len(emitted) :]
-        out.append(GenerationResult(final, seq.generated, seq.finish, timings, first_logits))
-
-    def _run_batch(self, visual: Visual, ids_list: list[list[int]], gen: GenerationConfig) -> list[str]:
-        """Several prompts that differ only after a shared prefix (one per region): prefill the prefix once,
-        the suffixes as one batch, then decode all rows together, each stopping on its own."""
+    def _decode(
+        self, visual: Visual, ids: list[list[int]], gen: GenerationConfig, results: list, want_logits: bool = False
+    ) -> Iterator[tuple[int, str]]:
+        """The generation loop (rgpt_rt/decode_loop.py) over B prompts on this frame, holding the model."""
         vocab = self.cfg.llm.vocab_size
-        first_region = vocab + visual.n_image
-        p = min(next(i for i, t in enumerate(ids) if t >= first_region) for ids in ids_list)
-        ctx = self.cfg.llm.max_position_embeddings
-        seqs = [_Sequence(self.tokenizer, gen, min(gen.max_new_tokens, ctx - len(ids))) for ids in ids_list]
-        pos = [len(ids) for ids in ids_list]
+        timings = Timings(visual.preprocess_ms, visual.vision_ms, prompt_tokens=len(ids[0]))
+        keys = [visual.token_keys(r, vocab) for r in ids]
         with self._exclusive():
-            self.backend.reserve(min(ctx, max(pos) + max(s.max_new for s in seqs)), batch=len(ids_list))
-            logits = self.backend.prefill_batch(
-                ids_list[0][:p], visual.token_keys(ids_list[0][:p], vocab), [ids[p:] for ids in ids_list], visual.table
+            yield from decode_loop.generate(
+                self.backend, self.tokenizer, visual.table, ids, keys, gen, timings, results, want_logits
             )
-            while True:
-                tokens = []
-                for b, seq in enumerate(seqs):
-                    tok = seq.accept(logits[b]) if not seq.done else None
-                    tokens.append(tok if tok is not None and not seq.done else 0)
-                if all(s.done for s in seqs):
-                    break
-                # Finished rows keep writing one slot of their own (their output is ignored).
-                logits = self.backend.step_batch(tokens, pos)
-                pos = [q + (0 if s.done else 1) for q, s in zip(pos, seqs)]
-        return [s.text.strip() for s in seqs]
 
-    def _generate(self, visual: Visual, turns, region_rows, gen: GenerationConfig, keep_first_logits=False):
-        out: list[GenerationResult] = []
-        for _ in self._run(visual, self._prompt_ids(visual, turns, region_rows), gen, keep_first_logits, out):
+    def _generate(self, visual: Visual, turns, region_rows, gen: GenerationConfig, want_logits=False):
+        results: list[GenerationResult] = []
+        for _ in self._decode(visual, [self._prompt_ids(visual, turns, region_rows)], gen, results, want_logits):
             pass
-        return out[0]
+        return results[0]
 
     # ---- public API ---------------------------------------------------------------------------------------
 
@@ -282,7 +232,7 @@ class Runtime:
         gen = GenerationConfig.from_kwargs(**generation)
         visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
         ids = self._prompt_ids(visual, [(instruction, None)], list(range(visual.n_regions)))
-        return self._run(visual, ids, gen, False, [])
+        return (piece for _, piece in self._decode(visual, [ids], gen, []))
 
     def describe(self, frame: Any, mask: Any, task: str = "detail", **kwargs) -> str:
         """One region's description: task "detail" (default) or "brief"."""
@@ -299,20 +249,31 @@ class Runtime:
         bgr: bool = False,
         allow_empty_masks: bool | None = None,
         batch: bool = True,
+        batch_size: int = DESCRIBE_BATCH,
         **generation,
     ) -> list[str]:
-        """One description per region; the frame is encoded once for all of them. With batch (the default,
-        on backends that support it) the shared prompt prefix is prefilled once and all regions decode
-        together, each stopping on its own; batch=False describes them one after another."""
+        """One description per region; the frame is encoded once for all of them. With batch (the default)
+        the shared prompt prefix is prefilled once and up to `batch_size` regions decode together, each stopping
+        on its own; batch=False describes them one after another."""
         if task not in DESCRIBE_TASKS:
             raise PromptError(f"unknown describe task '{task}'; use one of {', '.join(DESCRIBE_TASKS)}")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         gen = GenerationConfig.from_kwargs(**generation)
-        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
+        img = load_frame(frame, bgr=bgr)
+        allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
+        stack = to_masks(masks, img.shape[:2], allow_empty=allow)
         turns = [(task_instruction(task), None)]
-        if batch and visual.n_regions > 1 and hasattr(self.backend, "prefill_batch"):
-            ids_list = [self._prompt_ids(visual, turns, [k]) for k in range(visual.n_regions)]
-            return self._run_batch(visual, ids_list, gen)
-        return [self._generate(visual, turns, [k], gen).text for k in range(visual.n_regions)]
+        texts: list[str] = []
+        step = int(batch_size) if batch else 1
+        for lo in range(0, len(stack), step):  # each chunk encodes its masks (the frame is cached where possible)
+            visual = self.encode(img, stack[lo : lo + step], allow_empty_masks=True)
+            ids = [self._prompt_ids(visual, turns, [k]) for k in range(visual.n_regions)]
+            results: list[GenerationResult] = []
+            for _ in self._decode(visual, ids, gen, results):
+                pass
+            texts += [r.text for r in results]
+        return texts
 
     def classify(self, frame: Any, mask: Any, vocabulary: list[str] | None = None, **kwargs) -> str | None:
         """The category of one region: a COCO-80 name, or one of `vocabulary` when given (which replaces COCO-80).
@@ -340,42 +301,3 @@ class Runtime:
         from .chat import Chat
 
         return Chat(self, frame, masks, bgr=bgr)
-
-
-class _Sequence:
-    """One sequence's decoding state: sampling, end-of-sequence, stop strings, the length limit, its text."""
-
-    def __init__(self, tokenizer: PromptTokenizer, gen: GenerationConfig, max_new: int):
-        self.tokenizer, self.gen, self.max_new = tokenizer, gen, max_new
-        self.sampler = Sampler(gen)
-        self.generated: list[int] = []
-        self.text, self.finish, self.done = "", "length", max_new <= 0
-
-    def accept(self, logits: np.ndarray) -> int | None:
-        """Pick the next token; returns it (None at end-of-sequence) and updates done/finish/text."""
-        tok = self.sampler(logits, self.generated)
-        if tok in self.tokenizer.stop_ids and not self.gen.ignore_eos:
-            self.finish, self.done = "eos", True
-            return None
-        self.generated.append(tok)
-        self.text = self.tokenizer.decode(self.generated).lstrip()
-        cut = min((j for j in (self.text.find(s) for s in self.gen.stop) if j >= 0), default=-1)
-        if cut >= 0:
-            self.text, self.finish, self.done = self.text[:cut], "stop", True
-        elif len(self.generated) >= self.max_new:
-            self.done = True
-        return tok
-
-
-def _stable_prefix(text: str, stops: tuple[str, ...]) -> str:
-    """The part of `text` that later tokens cannot change: no half-decoded character at the end, no suffix
-    that could still grow into a stop string, and no trailing whitespace (the final text is stripped)."""
-    if text.endswith("\ufffd"):
-        text = text.rstrip("\ufffd")
-    hold = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                hold = max(hold, k)
-                break
-    return text[: len(text) - hold].rstrip()

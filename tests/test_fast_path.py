@@ -38,11 +38,11 @@ def test_shared_prefix_is_not_recomputed(tiny_llava, sample_frame):
     rt = _runtime(tiny_llava)
     cold = _runtime(tiny_llava, prefix_cache=False)
     first = rt.generate(sample_frame, "Provide a short description of <region>.", BOXES[0], **GEN)
-    assert rt.backend.reused_tokens == 0
+    assert rt.backend.kv_prefix.reused == 0
     second = rt.generate(sample_frame, "Provide a short description of <region>.", BOXES[1], **GEN)
     n_image = rt.cfg.num_image_tokens
     # BOS + template head + image tokens + "\n" text before the region token were all reused
-    assert rt.backend.reused_tokens > n_image
+    assert rt.backend.kv_prefix.reused > n_image
     assert (
         second.token_ids
         == cold.generate(sample_frame, "Provide a short description of <region>.", BOXES[1], **GEN).token_ids
@@ -53,7 +53,7 @@ def test_shared_prefix_is_not_recomputed(tiny_llava, sample_frame):
     rt.generate(other, "Provide a short description of <region>.", BOXES[1], **GEN)
     ids = rt._prompt_ids(rt.encode(other, [BOXES[1]]), [("Provide a short description of <region>.", None)], [0])
     first_image = next(i for i, t in enumerate(ids) if t >= rt.cfg.llm.vocab_size)
-    assert rt.backend.reused_tokens == first_image > 0
+    assert rt.backend.kv_prefix.reused == first_image > 0
 
 
 def test_frame_cache_skips_the_vision_tower(tiny_llava, sample_frame):
@@ -89,7 +89,7 @@ def test_chat_reuses_earlier_turns(tiny_vila, sample_frame):
     chat.ask("What is <region>?", **GEN)
     turn1_len = len(rt._prompt_ids(rt.encode(sample_frame, [BOXES[0]]), [("What is <region>?", None)], [0]))
     chat.ask("What colour is it?", **GEN)
-    assert rt.backend.reused_tokens >= turn1_len  # the whole first turn's prompt came from the cache
+    assert rt.backend.kv_prefix.reused >= turn1_len  # the whole first turn's prompt came from the cache
 
 
 def test_static_decode_step_equals_dynamic():

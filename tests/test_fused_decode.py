@@ -7,6 +7,7 @@ import torch
 
 from rgpt_rt import Runtime
 from rgpt_rt.backends.torch_backend import TorchBackend
+from rgpt_rt.generation import GenerationConfig
 from rgpt_rt.model.fused_decode import fuse_projections_, fused_decode_step
 from rgpt_rt.model.quant import quantize_decoder_
 from rgpt_rt.testing import make_tiny_model
@@ -107,10 +108,11 @@ def test_bad_decode_mode_and_positions_outside_the_cache(tiny_llava):
         TorchBackend(tiny_llava, decode="turbo")
     be = TorchBackend(tiny_llava, decode="fused")
     be.reserve(16)
+    sampler = be.sampler(GenerationConfig(), 2)
     with pytest.raises(ValueError, match="do not fit the KV cache"):
-        be.step(3, be.model.llm.max_seq)
+        be.step([3], [be.model.llm.max_seq], sampler)
     with pytest.raises(ValueError, match="do not fit the KV cache"):
-        be.step_batch([3, 4], [1, -1])
+        be.step([3, 4], [1, -1], sampler)
 
 
 def test_describe_many_reads_the_shared_prefix_from_row_0(tiny_llava, sample_frame):
@@ -119,18 +121,18 @@ def test_describe_many_reads_the_shared_prefix_from_row_0(tiny_llava, sample_fra
     rt = _runtime(tiny_llava, decode="fused")
     want = rt.describe_many(sample_frame, BOXES, max_new_tokens=12)
     be = rt.backend
-    orig = be.prefill_batch
+    orig = be.prefill
 
-    def prefill_then_poison(prefix_ids, prefix_keys, suffixes, table):
-        logits = orig(prefix_ids, prefix_keys, suffixes, table)
-        p = len(prefix_ids)
-        assert int(be._shared[0]) == p
+    def prefill_then_poison(prefix, start, suffixes, table, sampler, want_logits=False):
+        out = orig(prefix, start, suffixes, table, sampler, want_logits)
+        p = len(prefix)
+        assert len(suffixes) == len(BOXES) and int(be._shared[0]) == p
         for layer in be.model.llm.model.layers:
             layer.self_attn.kv_cache.k[1 : len(suffixes), :, :p] = float("nan")
             layer.self_attn.kv_cache.v[1 : len(suffixes), :, :p] = float("nan")
-        return logits
+        return out
 
-    be.prefill_batch = prefill_then_poison
+    be.prefill = prefill_then_poison
     assert rt.describe_many(sample_frame, BOXES, max_new_tokens=12) == want
 
 

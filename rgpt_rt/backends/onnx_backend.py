@@ -1,7 +1,8 @@
 """The onnx backend: the engine directory's ONNX graphs on the CPU with ONNX Runtime (no torch).
 
 vision graph -> native region_pool (rgpt_rt.ops, C++) -> connector graph -> decoder graph with the KV cache
-held as the decoder's present tensors between steps.
+held as the decoder's present tensors between steps, one list per row; a later prompt that shares a prefix
+with row 0 reuses its past, sliced to the shared length.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..engine import read_manifest
+from ..inputs import preprocess_frame
 from ..ops import region_pool
+from ..sampling import HostSampler
+from .base import KVPrefix
 
 
 class OnnxBackend:
@@ -45,7 +49,11 @@ class OnnxBackend:
         llm = self.cfg.llm
         self._empty = np.zeros((1, llm.num_kv_heads, 0, llm.head_dim), self.dec_float)
         self._dummy_table = np.zeros((1, 1, llm.hidden_size), self.dec_float)
-        self._past: list[np.ndarray] = []
+        self._rows: list[list[np.ndarray]] = [[]]  # per KV-cache row: the decoder's present tensors
+        self.kv_prefix = KVPrefix()
+
+    def preprocess_frame(self, frame: np.ndarray, vision) -> np.ndarray:
+        return preprocess_frame(frame, vision)
 
     def has_frame(self, key: str | None) -> bool:
         return False  # no per-frame cache in this backend yet
@@ -64,7 +72,11 @@ class OnnxBackend:
         if max_len > self.cfg.llm.max_position_embeddings:
             raise ValueError(f"{max_len} positions exceed the model's context {self.cfg.llm.max_position_embeddings}")
 
-    def _run(self, ids: list[int], table: np.ndarray, start: int, past: list[np.ndarray] | None) -> np.ndarray:
+    def sampler(self, gen, rows: int) -> HostSampler:
+        return HostSampler(gen, rows)
+
+    def _run(self, ids: list[int], table: np.ndarray, start: int, past: list[np.ndarray] | None):
+        """ids at positions start.. after `past` (KV of positions 0..start-1) -> (logits [V] f32, presents)."""
         feeds = {
             "input_ids": np.asarray([ids], np.int64),
             "mm_table": table,
@@ -74,11 +86,27 @@ class OnnxBackend:
             feeds[f"past_key_{i}"] = past[2 * i] if past else self._empty
             feeds[f"past_value_{i}"] = past[2 * i + 1] if past else self._empty
         out = self.decoder.run(None, feeds)
-        self._past = out[1:]
-        return out[0][0].astype(np.float32)
+        return out[0][0].astype(np.float32), out[1:]
 
-    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
-        return self._run(ids, np.asarray(table, self.dec_float)[None], 0, None)
+    def prefill(self, prefix, start, suffixes, table, sampler, want_logits=False):
+        """Each row's KV is its own list of present tensors; rows share the prefix's arrays (never written in
+        place). The held row 0 is reused by slicing its past to `start` positions."""
+        table = np.asarray(table, self.dec_float)[None]
+        p = len(prefix)
+        past = [np.ascontiguousarray(a[:, :, :start]) for a in self._rows[0]] if start else None
+        if start < p:
+            logits, past = self._run(prefix[start:], table, start, past)
+        if len(suffixes) == 1 and not suffixes[0]:
+            rows, all_logits = [past], logits[None]
+        else:
+            runs = [self._run(s, table, p, past) for s in suffixes]
+            rows, all_logits = [r[1] for r in runs], np.stack([r[0] for r in runs])
+        self._rows = rows
+        return sampler.pick(all_logits), (all_logits if want_logits else None)
 
-    def step(self, token: int, pos: int) -> np.ndarray:
-        return self._run([token], self._dummy_table, pos, self._past)
+    def step(self, tokens, positions, sampler):
+        logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
+        for b, (tok, pos) in enumerate(zip(tokens, positions)):
+            if tok is not None:
+                logits[b], self._rows[b] = self._run([tok], self._dummy_table, pos, self._rows[b])
+        return sampler.pick(logits, [tok is not None for tok in tokens])

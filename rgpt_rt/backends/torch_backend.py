@@ -3,11 +3,12 @@
 Beyond the plain model it keeps three things between calls:
 - a per-frame cache (refined map + image embeddings, LRU bounded in bytes), so a new question or new regions
   on the same frame skip preprocessing and the vision tower;
-- the keys of the tokens in KV-cache row 0 (text ids, and content keys for image and region embeddings), so a
-  prompt sharing a prefix with the previous one (the template head and the image on the same frame, or the
-  earlier turns of a chat) only prefills the new part;
+- KV-cache row 0 and what it holds (`kv_prefix`, kept by the generation loop), so a prompt sharing a prefix
+  with the previous one (the template head and the image on the same frame, or the earlier turns of a chat)
+  only prefills the new part;
 - on CUDA, the one-token decode step captured in a CUDA graph per batch size (static KV cache, fixed shapes).
-`prefill_batch` / `step_batch` decode several suffixes that share one prefix (describe_many).
+`prefill` / `step` decode one row or several suffixes that share one prefix (describe_many), and pick each
+row's next token on the device (rgpt_rt/backends/torch_sampling.py): only token ids reach the host.
 
 The decode step (`decode=`):
 - "fused" (default on CUDA): rgpt_rt.model.fused_decode, the native decode ops (fused norm + residual add,
@@ -21,22 +22,14 @@ On CUDA each is replayed as a CUDA graph unless cuda_graphs=False.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..cache import ByteLRU
+from .base import KVPrefix
 
 DEFAULT_FRAME_CACHE_BYTES = 256 << 20
 DECODE_MODES = ("fused", "reference", "compile")
-
-
-def _common_prefix(a: list, b: list) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class TorchBackend:
@@ -77,14 +70,12 @@ class TorchBackend:
         self.cfg = self.model.cfg
         self.dtype = self.model.llm.model.embed_tokens.weight.dtype
         self.frames = ByteLRU(frame_cache_bytes)
-        self.prefix_cache = prefix_cache
         self.use_graphs = cuda_graphs and on_gpu
         self.set_decode(decode or ("fused" if on_gpu else "reference"))
-        self._seq: list = []  # keys of the tokens held in KV-cache row 0, by position
+        self.kv_prefix = KVPrefix(enabled=prefix_cache)
         # Per KV-cache row: how many leading slots are copies of row 0's (set by prefill_batch); the fused step's
         # attention reads those from row 0, so describe_many's rows share one copy of the prefix.
         self._shared = None
-        self.reused_tokens = 0  # prefix tokens the last prefill did not recompute (for tests and benches)
 
     # ---- vision ----------------------------------------------------------------------------------------
 
@@ -138,76 +129,57 @@ class TorchBackend:
         if max_len > llm.max_seq or batch > llm.max_batch:
             # Grow in steps so that a run of similar prompts allocates once.
             cap = min(max(max_len, 2 * llm.max_seq, 256), ctx)
+            self.kv_prefix.clear()  # the new cache holds nothing
             llm.setup_caches(max(batch, llm.max_batch, 1), max(cap, max_len), dtype=self.dtype, device=self.device)
-            self._seq, self._graphs, self._shared = [], {}, None
+            self._graphs, self._shared = {}, None
 
-    def _np(self, x) -> np.ndarray:
-        return x.float().cpu().numpy()
+    def sampler(self, gen, rows: int):
+        from .torch_sampling import TorchSampler
 
-    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
-        t = self.torch
-        common = _common_prefix(self._seq, keys) if (keys is not None and self.prefix_cache) else 0
-        common = min(common, len(ids) - 1)  # at least one token runs, for its logits
-        with t.inference_mode():
-            new = t.tensor([ids[common:]], device=self.device)
-            embeds = self.model.embed(new, table[None])
-            pos = t.arange(common, len(ids), device=self.device)[None]
-            hidden = self.model.llm(embeds, pos, logits=False)[:, -1]
-            logits = self.model.llm.head(hidden)[0]
-        self._seq = list(keys) if keys is not None else []
-        self.reused_tokens = common
-        return self._np(logits)
+        return TorchSampler(gen, rows, self.cfg.llm.vocab_size, self.device)
 
-    def step(self, token: int, pos: int) -> np.ndarray:
-        t = self.torch
-        self._check_positions([pos])
-        with t.inference_mode():
-            logits = self._decode([token], [pos])
-        del self._seq[pos:]
-        self._seq.append(token)
-        return self._np(logits[0])
-
-    def prefill_batch(
-        self, prefix_ids: list[int], prefix_keys: list, suffixes: list[list[int]], table: Any
-    ) -> np.ndarray:
-        """Prefill the shared prefix once (row 0, reusing the cached prefix), copy its KV to rows 1..B-1, then
-        prefill every row's suffix in one right-padded batch. Returns logits [B, V] of each suffix's last token."""
+    def prefill(self, prefix, start, suffixes, table, sampler, want_logits=False):
+        """Row 0: prefix[start:] at positions start..P-1 (the cache holds the rest). A single row with no
+        suffix picks from the prefix's last token; otherwise rows 1..B-1 get copies of the prefix KV and the
+        suffixes run as one right-padded batch at positions P.. (decode_attention reads the copies from row 0)."""
         from ..model.generate import prefill
 
         t = self.torch
-        b, p = len(suffixes), len(prefix_ids)
         llm = self.model.llm
-        common = _common_prefix(self._seq, prefix_keys) if self.prefix_cache else 0
-        common = min(common, p)
+        b, p = len(suffixes), len(prefix)
         with t.inference_mode():
-            if common < p:
-                ids = t.tensor([prefix_ids[common:]], device=self.device)
-                llm(self.model.embed(ids, table[None]), t.arange(common, p, device=self.device)[None], logits=False)
-            for layer in llm.model.layers:
-                cache = layer.self_attn.kv_cache
-                cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
-                cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
-            if self._shared is None or self._shared.numel() < b:  # once per cache size (reserve drops it)
-                self._shared = t.zeros(llm.max_batch, dtype=t.long, device=self.device)
-            self._shared.fill_(p)
-            longest = max(len(s) for s in suffixes)
-            padded = t.zeros(b, longest, dtype=t.long, device=self.device)
-            for i, s in enumerate(suffixes):
-                padded[i, : len(s)] = t.tensor(s, device=self.device)
-            embeds = self.model.embed(padded, table[None].expand(b, -1, -1))
-            lengths = t.tensor([len(s) for s in suffixes], device=self.device)
-            logits = prefill(llm, embeds, lengths, start=t.full((b,), p, device=self.device))
-        self._seq = list(prefix_keys)  # row 0 beyond the prefix now holds suffix 0: only the prefix is reusable
-        self.reused_tokens = common
-        return self._np(logits)
+            if start < p:
+                ids = t.tensor([prefix[start:]], device=self.device)
+                pos = t.arange(start, p, device=self.device)[None]
+                hidden = llm(self.model.embed(ids, table[None]), pos, logits=False)
+            if b == 1 and not suffixes[0]:
+                logits = llm.head(hidden[:, -1])  # [1, V]
+            else:
+                for layer in llm.model.layers:
+                    cache = layer.self_attn.kv_cache
+                    cache.k[1:b, :, :p] = cache.k[0:1, :, :p]
+                    cache.v[1:b, :, :p] = cache.v[0:1, :, :p]
+                if self._shared is None:  # once per cache size (reserve drops it)
+                    self._shared = t.zeros(llm.max_batch, dtype=t.long, device=self.device)
+                self._shared.fill_(p)
+                longest = max(len(s) for s in suffixes)
+                padded = t.zeros(b, longest, dtype=t.long, device=self.device)
+                for i, s in enumerate(suffixes):
+                    padded[i, : len(s)] = t.tensor(s, device=self.device)
+                embeds = self.model.embed(padded, table[None].expand(b, -1, -1))
+                lengths = t.tensor([len(s) for s in suffixes], device=self.device)
+                logits = prefill(llm, embeds, lengths, start=t.full((b,), p, device=self.device))
+            tokens = sampler.pick(logits).tolist()
+        return tokens, (logits.float().cpu().numpy() if want_logits else None)
 
-    def step_batch(self, tokens: list[int], positions: list[int]) -> np.ndarray:
+    def step(self, tokens, positions, sampler):
+        """Finished rows (None) feed a dummy token at their own last position (their output is ignored)."""
         t = self.torch
         self._check_positions(positions)
         with t.inference_mode():
-            logits = self._decode(tokens, positions)
-        self._seq = self._seq[: min(positions)]  # row 0 moved on; keep what is certainly still its prefix
-        return self._np(logits)
+            logits = self._decode([0 if tok is None else tok for tok in tokens], positions)
+            picked = sampler.pick(logits).tolist()
+        return [None if tok is None else nxt for tok, nxt in zip(tokens, picked)]
 
     def set_decode(self, mode: str) -> None:
         """Switch the decode step (see the module docstring); captured graphs are dropped."""

@@ -2,9 +2,11 @@
 
 Same I/O contract as the onnx backend (the engines are built from the same ONNX graphs). Everything stays on
 the device between stages: pixels -> vision engine -> region_pool (rgpt_rt._C_cuda, on this stream) ->
-connector engine -> the multimodal table, which the decoder reads in place. The KV cache lives in two sets
+connector engine -> the multimodal table, which the decoder reads in place. Each KV-cache row lives in two sets
 of device buffers (past and present swap roles each step), so a decode step copies nothing but its token id
-in and its logits out. Imported only when backend="trt" is used.
+in and its logits out. Rows of a batch (describe_many) start from copies of row 0's prefix and decode one after
+another; a prompt that shares a prefix with row 0 keeps that part (repacked to the shorter length). Imported
+only when backend="trt" is used.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import numpy as np
 
 from .. import _native
 from ..engine import read_manifest
+from ..inputs import preprocess_frame
+from ..sampling import HostSampler
+from .base import KVPrefix
 
 _NP = {"fp32": np.float32, "fp16": np.float16}
 
@@ -70,6 +75,7 @@ class TrtBackend:
                 raise RuntimeError(f"TensorRT could not load {g}.engine; rebuild with python -m rgpt_rt.build")
             self.engines[g], self.ctx[g] = engine, engine.create_execution_context()
         self.stream = _ok(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.kv_prefix = KVPrefix()
         self._alloc_buffers()
 
     # ---- memory ----------------------------------------------------------------------------------------
@@ -92,11 +98,11 @@ class TrtBackend:
         self.d_table = b.alloc(self.mm_rows * llm.hidden_size * db)
         self.d_ids, self.d_pos = b.alloc(self.ctx_len * 8), b.alloc(self.ctx_len * 8)
         self.d_logits = b.alloc(llm.vocab_size * 4)
-        kv_bytes = llm.num_kv_heads * self.ctx_len * llm.head_dim * db
-        self.kv = [[b.alloc(kv_bytes) for _ in range(2 * llm.num_layers)] for _ in range(2)]  # ping-pong sets
+        self.kv_item = db
+        self.kv, self.cur, self.held = [self._kv_set()], [0], [0]  # per row: buffer sets, current set, positions
         self.ws_bytes = self.cuda_ops.region_pool_workspace_bytes(self.max_regions, hw, hw, c)
         self.d_ws = b.alloc(self.ws_bytes)
-        self.cur, self._keep = 0, []
+        self._keep = []
 
     def __del__(self):
         if getattr(self, "buf", None) is not None:
@@ -129,6 +135,9 @@ class TrtBackend:
             raise RuntimeError(f"TensorRT execution of the {g} engine failed")
 
     # ---- backend contract ----------------------------------------------------------------------------------
+
+    def preprocess_frame(self, frame: np.ndarray, vision) -> np.ndarray:
+        return preprocess_frame(frame, vision)
 
     def has_frame(self, key: str | None) -> bool:
         return False  # no per-frame cache in this backend yet
@@ -190,13 +199,45 @@ class TrtBackend:
     def reserve(self, max_len: int, batch: int = 1) -> None:
         if max_len > self.ctx_len:
             raise ValueError(f"{max_len} positions exceed the engine's context {self.ctx_len}")
+        while len(self.kv) < batch:  # rows beyond the first are allocated on first use (describe_many)
+            self.kv.append(self._kv_set())
+            self.cur.append(0)
 
-    def _decode(self, ids: list[int], rows: int, start: int, profile: int) -> np.ndarray:
+    def sampler(self, gen, rows: int) -> HostSampler:
+        return HostSampler(gen, rows)
+
+    def _kv_set(self) -> list[list[int]]:
+        """Two sets of device buffers (past and present swap roles each run) for one row, each packed
+        [Hkv, P, Dh] for the current past length P."""
+        llm = self.cfg.llm
+        nbytes = llm.num_kv_heads * self.ctx_len * llm.head_dim * self.kv_item
+        return [[self.buf.alloc(nbytes) for _ in range(2 * llm.num_layers)] for _ in range(2)]
+
+    def _copy(self, dst: int, src: int, nbytes: int) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        _ok(self.cudart.cudaMemcpyAsync(dst, src, nbytes, kind, self.stream), "D2D copy")
+
+    def _truncate(self, row: int, held: int, keep: int) -> None:
+        """Row's past holds `held` positions packed per head; repack its first `keep` into the other set."""
+        llm = self.cfg.llm
+        src, dst = self.kv[row][self.cur[row]], self.kv[row][1 - self.cur[row]]
+        width, kind = keep * llm.head_dim * self.kv_item, self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        for d, s in zip(dst, src):
+            _ok(
+                self.cudart.cudaMemcpy2DAsync(
+                    d, width, s, held * llm.head_dim * self.kv_item, width, llm.num_kv_heads, kind, self.stream
+                ),
+                "KV repack",
+            )
+        self.cur[row] = 1 - self.cur[row]
+
+    def _decode(self, row: int, ids: list[int], rows: int, start: int, profile: int) -> np.ndarray:
+        """Run the decoder on `ids` at positions start.. for KV row `row` (its past: start positions)."""
         llm = self.cfg.llm
         length = len(ids)
         self._h2d(self.d_ids, np.asarray(ids, np.int64))
         self._h2d(self.d_pos, np.arange(start, start + length, dtype=np.int64))
-        past, present = self.kv[self.cur], self.kv[1 - self.cur]
+        past, present = self.kv[row][self.cur[row]], self.kv[row][1 - self.cur[row]]
         shapes = {"input_ids": (1, length), "position_ids": (1, length), "mm_table": (1, rows, llm.hidden_size)}
         addrs = {"input_ids": self.d_ids, "position_ids": self.d_pos, "mm_table": self.d_table, "logits": self.d_logits}
         for i in range(llm.num_layers):
@@ -217,11 +258,37 @@ class TrtBackend:
             "D2H copy",
         )
         self._sync()  # the only synchronisation of a decode step: the logits the sampler needs
-        self.cur = 1 - self.cur
+        self.cur[row] = 1 - self.cur[row]
+        self.held[row] = start + length
         return logits.astype(np.float32)
 
-    def prefill(self, ids: list[int], table: Any, keys: list | None = None) -> np.ndarray:
-        return self._decode(ids, table[1], 0, profile=0)
+    def prefill(self, prefix, start, suffixes, table, sampler, want_logits=False):
+        """Row 0 keeps its first `start` positions (repacked when it held more), runs the rest of the prefix;
+        the other rows copy row 0's prefix KV (same packed shape) and every row runs its suffix."""
+        llm = self.cfg.llm
+        rows, p = table[1], len(prefix)
+        if self.held[0] != start:
+            if start:
+                self._truncate(0, self.held[0], start)
+            self.held[0] = start
+        if start < p:
+            logits = self._decode(0, prefix[start:], rows, start, profile=0)
+        if len(suffixes) == 1 and not suffixes[0]:
+            all_logits = logits[None]
+        else:
+            nbytes = llm.num_kv_heads * p * llm.head_dim * self.kv_item
+            for b in range(1, len(suffixes)):
+                for d, s in zip(self.kv[b][0], self.kv[0][self.cur[0]]):
+                    self._copy(d, s, nbytes)
+                self.cur[b], self.held[b] = 0, p
+            all_logits = np.stack([self._decode(b, s, rows, p, profile=0) for b, s in enumerate(suffixes)])
+        return sampler.pick(all_logits), (all_logits if want_logits else None)
 
-    def step(self, token: int, pos: int) -> np.ndarray:
-        return self._decode([token], 1, pos, profile=1)
+    def step(self, tokens, positions, sampler):
+        logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
+        for b, (tok, pos) in enumerate(zip(tokens, positions)):
+            if tok is not None:
+                if self.held[b] != pos:
+                    raise ValueError(f"row {b} holds {self.held[b]} positions; cannot decode position {pos}")
+                logits[b] = self._decode(b, [tok], 1, pos, profile=1)
+        return sampler.pick(logits, [tok is not None for tok in tokens])
