@@ -12,13 +12,10 @@ slots up to its own, so positions only enter through RoPE.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from rgpt_rt.model.llama import apply_rope, rope_inv_freq
+from rgpt_rt.model.llama import rope_cos_sin, rope_inv_freq
 from rgpt_rt.model.regiongpt import RegionGPT
 
 
@@ -43,6 +40,8 @@ class ConnectorGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
+    """The reference model's own layers in their past/present form (Attention.forward with `past`)."""
+
     def __init__(self, model: RegionGPT, all_logits: bool = False):
         super().__init__()
         self.model = model
@@ -51,35 +50,16 @@ class DecoderGraph(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(self.cfg), persistent=False)
 
     def forward(self, input_ids, mm_table, position_ids, *past):
-        cfg = self.cfg
-        b, length = input_ids.shape
-        h, kv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        length = input_ids.shape[1]
         x = self.model.embed(input_ids, mm_table)  # [B, L, D]
-        angles = position_ids[..., None].float() * self.inv_freq  # [B, L, D/2]
-        angles = torch.cat([angles, angles], dim=-1)[:, None]  # [B, 1, L, Dh]
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        cos, sin = rope_cos_sin(position_ids, self.inv_freq, x.dtype)
         p = past[0].shape[2]
         slots = torch.arange(p + length, device=x.device)
         mask = slots[None, :] <= (p + torch.arange(length, device=x.device))[:, None]  # [L, P+L]
         presents = []
         for i, layer in enumerate(self.model.llm.model.layers):
-            attn = layer.self_attn
-            y = layer.input_layernorm(x)
-            q = attn.q_proj(y).view(b, length, h, d).transpose(1, 2)
-            k = attn.k_proj(y).view(b, length, kv, d).transpose(1, 2)
-            v = attn.v_proj(y).view(b, length, kv, d).transpose(1, 2)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            k_all = torch.cat([past[2 * i], k], dim=2)  # [B, Hkv, P+L, Dh]
-            v_all = torch.cat([past[2 * i + 1], v], dim=2)
-            presents += [k_all, v_all]
-            if kv != h:
-                k_all = k_all.repeat_interleave(h // kv, dim=1)
-                v_all = v_all.repeat_interleave(h // kv, dim=1)
-            scores = (q @ k_all.transpose(-1, -2)) * (1.0 / math.sqrt(d))  # [B, H, L, P+L]
-            scores = scores.float().masked_fill(~mask, float("-inf"))
-            o = F.softmax(scores, dim=-1).to(v_all.dtype) @ v_all
-            x = x + attn.o_proj(o.transpose(1, 2).reshape(b, length, h * d))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x, present = layer(x, cos, sin, position_ids, mask[None, None], past=(past[2 * i], past[2 * i + 1]))
+            presents += present
         x = self.model.llm.model.norm(x)
         logits = self.model.llm.head(x if self.all_logits else x[:, -1])
         return (logits, *presents)

@@ -60,8 +60,9 @@ def test_fuse_projections_keeps_one_copy_of_each_weight():
     fuse_projections_(llm)
     fuse_projections_(llm)  # idempotent
     layer = llm.model.layers[0]
-    assert layer.self_attn.q_proj.weight.data_ptr() == layer.qkv.weight.data_ptr()
-    assert layer.mlp.up_proj.weight.untyped_storage().data_ptr() == layer.gate_up.weight.untyped_storage().data_ptr()
+    assert layer.self_attn.q_proj.weight.data_ptr() == layer.self_attn.qkv.weight.data_ptr()
+    fused_storage = layer.mlp.gate_up.weight.untyped_storage().data_ptr()
+    assert layer.mlp.up_proj.weight.untyped_storage().data_ptr() == fused_storage
     assert sum(p.numel() for p in llm.parameters()) == before
 
 

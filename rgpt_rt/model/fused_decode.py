@@ -1,9 +1,9 @@
 """The one-token decode step on the native decode ops (rgpt_rt.ops): the fast path of the torch backend.
 
-Per layer: rms_norm (fused with the residual add of the previous sub-block), one projection for q, k and v,
-rope_kv_write (rotary embedding of q and k + the KV-cache write at each row's position), decode_attention
-(reads only each row's window of the cache), o_proj, rms_norm with the residual add, one projection for gate
-and up, SiLU * up, down_proj. It computes what Llama.forward computes for one token per row (same rounding
+Per layer: rms_norm (fused with the residual add of the previous sub-block), the layer's q/k/v projection
+(Attention.project), rope_kv_write (rotary embedding of q and k + the KV-cache write at each row's position),
+decode_attention (reads only each row's window of the cache), o_proj, rms_norm with the residual add, the
+layer's MLP. It computes what Llama.forward computes for one token per row (same rounding
 steps; tested against it), with fixed shapes and no host read-back, so it can be captured in a CUDA graph.
 
 `fuse_projections_` concatenates q/k/v and gate/up weights once; the original modules keep views into the
@@ -49,13 +49,14 @@ class _Fused(nn.Module):
 
 @torch.no_grad()
 def fuse_projections_(llm) -> None:
-    """Give every decoder layer `qkv` and `gate_up` projections (idempotent)."""
+    """Give every decoder layer's attention one q/k/v projection and its MLP one gate/up projection
+        (idempotent); the fused decode step uses them, the reference forward keeps the original modules, which hold
+    views of the fused weights."""
     for layer in llm.model.layers:
-        if hasattr(layer, "qkv"):
-            continue
         a, m = layer.self_attn, layer.mlp
-        layer.qkv = _Fused([a.q_proj, a.k_proj, a.v_proj])
-        layer.gate_up = _Fused([m.gate_proj, m.up_proj])
+        if a.qkv is None:
+            a.qkv = _Fused([a.q_proj, a.k_proj, a.v_proj])
+            m.gate_up = _Fused([m.gate_proj, m.up_proj])
 
 
 def fused_decode_step(llm, tok: torch.Tensor, pos: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,25 +64,23 @@ def fused_decode_step(llm, tok: torch.Tensor, pos: torch.Tensor, shared: torch.T
 
     Needs fuse_projections_(llm) and llm.setup_caches(); row b writes cache row b at pos[b]. shared [B] int64
     (optional): row b's first shared[b] cache slots are copies of row 0's, and attention reads them there.
+    The layer's own pieces do the projections and the MLP; the native ops replace the norms (fused with the
+    residual adds), the rotary embedding + cache write, and the attention over each row's window.
     """
     cfg = llm.cfg
     b = tok.shape[0]
-    h, kv, d, inter = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size
+    h, d = cfg.num_heads, cfg.head_dim
     eps, scale = cfg.rms_norm_eps, 1.0 / math.sqrt(d)
     layers = llm.model.layers
     hidden = llm.embed(tok)  # [B, Dm], the residual stream
     y = rms_norm(hidden, layers[0].input_layernorm.weight, eps)
     for i, layer in enumerate(layers):
-        cache = layer.self_attn.kv_cache
-        qkv = layer.qkv(y)
-        q = qkv[:, : h * d].view(b, h, d)
-        k = qkv[:, h * d : (h + kv) * d].view(b, kv, d)
-        v = qkv[:, (h + kv) * d :].view(b, kv, d)
-        q = rope_kv_write(q, k, v, pos, llm.inv_freq, cache.k, cache.v)
-        attn = layer.self_attn.o_proj(decode_attention(q, cache.k, cache.v, pos, scale, shared).view(b, h * d))
-        y, hidden = rms_norm(attn, layer.post_attention_layernorm.weight, eps, residual=hidden)
-        gate_up = layer.gate_up(y)
-        mlp = layer.mlp.down_proj(F.silu(gate_up[:, :inter]) * gate_up[:, inter:])
+        attn = layer.self_attn
+        cache = attn.kv_cache
+        q, k, v = attn.project(y[:, None], fused=True)  # [B, H, 1, D], [B, Hkv, 1, D]: views of one fused projection
+        q = rope_kv_write(q[:, :, 0], k[:, :, 0], v[:, :, 0], pos, llm.inv_freq, cache.k, cache.v)
+        out = attn.o_proj(decode_attention(q, cache.k, cache.v, pos, scale, shared).view(b, h * d))
+        y, hidden = rms_norm(out, layer.post_attention_layernorm.weight, eps, residual=hidden)
         norm = layers[i + 1].input_layernorm if i + 1 < len(layers) else llm.model.norm
-        y, hidden = rms_norm(mlp, norm.weight, eps, residual=hidden)
+        y, hidden = rms_norm(layer.mlp(y, fused=True), norm.weight, eps, residual=hidden)
     return llm.head(y)
