@@ -24,8 +24,9 @@ class Chat:
 
     def __init__(self, runtime: Runtime, frame: Any, masks: Any = None, *, bgr: bool = False):
         self.rt = runtime
-        self.frame = load_frame(frame, bgr=bgr)
-        self.masks = to_masks(masks, self.frame.shape[:2], allow_empty=runtime.allow_empty_masks)
+        # Owned copies: camera loops reuse their buffers, and later turns must see the pixels of this frame.
+        self.frame = np.array(load_frame(frame, bgr=bgr), copy=True)
+        self.masks = np.array(to_masks(masks, self.frame.shape[:2], allow_empty=runtime.allow_empty_masks), copy=True)
         self.history: list[tuple[str, str]] = []
         self._turn_masks: list[np.ndarray] = []
 
@@ -33,7 +34,7 @@ class Chat:
         n = count_regions(instruction, self.rt.cfg.region_token)
         h, w = self.frame.shape[:2]
         if masks is not None:
-            turn = to_masks(masks, (h, w), allow_empty=self.rt.allow_empty_masks)
+            turn = np.array(to_masks(masks, (h, w), allow_empty=self.rt.allow_empty_masks), copy=True)
         elif n == 0:
             turn = np.zeros((0, h, w), np.float32)
         else:

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import decode_loop
 from .backends import Backend, open_backend
-from .errors import PromptError
+from .errors import MaskError, PromptError
 from .generation import GenerationConfig, GenerationResult, Timings
 from .inputs import load_frame, preprocess_masks, to_masks
 from .prompts import (
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .chat import Chat
 
 DESCRIBE_TASKS = ("detail", "brief")
+MAX_REGIONS = 4096  # regions encoded together (region_pool's limit per call)
 DESCRIBE_BATCH = 16  # regions that describe_many decodes together (each row holds its own KV cache)
 
 
@@ -123,6 +124,11 @@ class Runtime:
         img = load_frame(frame, bgr=bgr)
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
         masks = to_masks(regions, img.shape[:2], allow_empty=allow)
+        if len(masks) > MAX_REGIONS:
+            raise MaskError(
+                f"{len(masks)} regions in one call; at most {MAX_REGIONS} are pooled together "
+                "(describe_many takes any number: it works through them in batches)"
+            )
         s = self.cfg.vision.image_size
         key = content_key(img)
         # A frame the backend already holds needs no preprocessing (its refined map and image embeddings are
@@ -281,6 +287,8 @@ class Runtime:
         Returns the vocabulary entry the model's answer names, or None when it names none of them (the raw
         answer is available from `generate` with the same instruction).
         """
+        if isinstance(vocabulary, (str, bytes)):
+            raise TypeError(f"vocabulary must be a list of category names, not a single string ({vocabulary!r})")
         vocab = list(COCO80) if vocabulary is None else list(vocabulary)
         if not vocab or not all(isinstance(v, str) and v.strip() for v in vocab):
             raise PromptError("vocabulary must be a non-empty list of non-empty category names")
