@@ -107,14 +107,23 @@ def test_no_stale_kv_after_an_interrupted_prefill_on_the_onnx_backend(tiny_llava
         _assert_same(_answers(rt, sample_frame), fresh)
 
 
-def test_a_chat_owns_its_frame_and_masks_when_the_caller_reuses_the_buffers(rt_llava, sample_frame):
-    original = sample_frame.copy()
+def test_a_chat_owns_its_frame_and_masks_when_the_caller_reuses_the_buffers(rt_llava, sample_frame, monkeypatch):
+    seen = []  # each turn's first-token logits: the random tiny model's text alone barely depends on pixels
+    generate = rt_llava.generate
+
+    def spy(*args, **kwargs):
+        result = generate(*args, return_first_logits=True, **kwargs)
+        seen.append(result.first_logits)
+        return result
+
+    monkeypatch.setattr(rt_llava, "generate", spy)
     mask = np.zeros(sample_frame.shape[:2], np.float32)
     mask[128:198, 128:232] = 1
-    want_chat = rt_llava.chat(original.copy(), [mask.copy()])
+    want_chat = rt_llava.chat(sample_frame.copy(), [mask.copy()])
     want = [want_chat.ask("What is <region>?", **GEN), want_chat.ask("Describe <region> in detail.", **GEN)]
+    want_logits, seen[:] = list(seen), []
 
-    buf, mbuf = original.copy(), mask.copy()
+    buf, mbuf = sample_frame.copy(), mask.copy()
     chat = rt_llava.chat(buf, [mbuf])
     got = [chat.ask("What is <region>?", **GEN)]
     buf[:] = 255 - buf  # the camera loop writes its next frame into the same buffer
@@ -122,6 +131,8 @@ def test_a_chat_owns_its_frame_and_masks_when_the_caller_reuses_the_buffers(rt_l
     mbuf[0:40, 0:40] = 1
     got.append(chat.ask("Describe <region> in detail.", **GEN))
     assert got == want
+    for a, b in zip(seen, want_logits):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
 def test_describe_many_works_through_any_number_of_regions_in_batches(rt_llava, sample_frame):
