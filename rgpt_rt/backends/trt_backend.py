@@ -284,11 +284,11 @@ class TrtBackend:
             all_logits = np.stack([self._decode(b, s, rows, p, profile=0) for b, s in enumerate(suffixes)])
         return sampler.pick(all_logits), (all_logits if want_logits else None)
 
-    def step(self, tokens, positions, sampler):
+    def step(self, tokens, positions, sampler, want_logits=False):
         logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
         for b, (tok, pos) in enumerate(zip(tokens, positions)):
             if tok is not None:
                 if self.held[b] != pos:
                     raise ValueError(f"row {b} holds {self.held[b]} positions; cannot decode position {pos}")
                 logits[b] = self._decode(b, [tok], 1, pos, profile=1)
-        return sampler.pick(logits, [tok is not None for tok in tokens])
+        return sampler.pick(logits, [tok is not None for tok in tokens]), (logits if want_logits else None)
