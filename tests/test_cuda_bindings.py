@@ -95,3 +95,23 @@ def test_older_op_bindings_take_device_tensor_tuples(t):
     _launch_or_skip()
     with pytest.raises(RuntimeError, match="int8_linear: CUDA error"):
         mod.int8_linear(x, q, s, y, 0)
+
+
+def test_region_pool_device_entry_reaches_the_cuda_binding_in_its_call_form(t):
+    """rgpt_rt.ops.region_pool_device (the trt backend's entry) passes the binding's exact call form: the
+    descriptions are parsed and validated, and a valid call gets as far as the launch."""
+    from rgpt_rt.ops import DeviceTensor, region_pool_device, region_pool_workspace_bytes
+
+    def d(name, shape, code="f32", dtype=np.float32):
+        return DeviceTensor(*t(name, shape, dtype, code))
+
+    fmap, masks, image, regions = d("f", (4, 6, 6)), d("m", (2, 12, 12)), d("i", (4, 4)), d("r", (2, 4))
+    need = region_pool_workspace_bytes(2, 6, 6, 4)
+    ws = d("ws", (max(need, 1),), "u8", np.uint8)
+    with pytest.raises(ValueError, match=r"regions output must be \[2, 4\]"):
+        region_pool_device(fmap, masks, image, d("r3", (3, 4)), 2, 1e-8, ws, 0)
+    with pytest.raises(ValueError, match="reaches element"):
+        region_pool_device(fmap._replace(shape=(4, 6, 7)), masks, image, regions, 2, 1e-8, ws, 0)
+    _launch_or_skip()
+    with pytest.raises(RuntimeError, match="region_pool: CUDA error"):
+        region_pool_device(fmap, masks, image, regions, 2, 1e-8, ws, 0)

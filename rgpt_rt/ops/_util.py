@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 NUMPY_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.uint8): "u8"}
+
+
+class DeviceTensor(NamedTuple):
+    """Memory the caller allocated itself (a CUDA allocation from cuda-python, say), described for a native op:
+    the address, a dtype code ("f32", "f16", "bf16", "u8", "i8", "i64"), the shape, the strides in elements,
+    and the extent: how many elements lie between `ptr` and the end of the allocation, which bounds every
+    access the op makes. The native bindings take it as it is."""
+
+    ptr: int
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    extent: int
+
+    @classmethod
+    def contiguous(cls, ptr: int, dtype: str, shape: tuple[int, ...], extent: int | None = None) -> DeviceTensor:
+        """A row-major tensor at `ptr`; `extent` defaults to its element count (the allocation's end)."""
+        shape = tuple(int(d) for d in shape)
+        strides, step = [], 1
+        for d in reversed(shape):
+            strides.insert(0, step)
+            step *= max(d, 1)
+        numel = int(np.prod(shape)) if shape else 1
+        return cls(int(ptr), dtype, shape, tuple(strides), numel if extent is None else int(extent))
+
+
+def cuda_module():
+    """rgpt_rt._C_cuda, or a RuntimeError saying how to get it."""
+    from .. import _native
+
+    mod = _native.cuda()
+    if mod is None:
+        raise RuntimeError(
+            "this needs rgpt_rt._C_cuda, and this build has none (no nvcc at build time, or RGPT_CPU_ONLY); "
+            "rebuild with a CUDA toolkit"
+        )
+    return mod
 
 
 def torch_op(name: str):
