@@ -88,7 +88,7 @@ def test_a_region_pool_call_in_the_old_flat_argument_form_fails_the_contract(trt
 
     monkeypatch.setattr(trt_backend, "region_pool_device", old_form)
     rt = Runtime.from_pretrained(trt_engine, backend="trt")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="incompatible function arguments"):
         rt.describe(np.zeros((64, 64, 3), np.uint8), (0, 0, 32, 32), max_new_tokens=2)
 
 

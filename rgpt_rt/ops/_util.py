@@ -60,6 +60,35 @@ def is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
 
 
+def uses_torch(**tensors: Any) -> bool:
+    """Whether an op's tensors (None = absent) are torch tensors (else numpy). Refuses what would give
+    uninitialised or wrong outputs: numpy mixed with torch, tensors on different devices, and devices the
+    native ops do not run on (a meta tensor, for one)."""
+    given = {k: v for k, v in tensors.items() if v is not None}
+    torch_names = [k for k, v in given.items() if is_torch(v)]
+    if not torch_names:
+        return False
+    if len(torch_names) != len(given):
+        others = ", ".join(k for k in given if k not in torch_names)
+        raise TypeError(f"{others} must be torch tensors like {torch_names[0]} (numpy and torch cannot be mixed)")
+    first = torch_names[0]
+    for name in torch_names:
+        dev = given[name].device
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} is on device {dev}; native ops run on cpu and cuda tensors")
+        if dev != given[first].device:
+            raise ValueError(f"{first} and {name} must be on the same device, got {given[first].device} and {dev}")
+    return True
+
+
+def positions(pos: Any, name: str = "pos") -> np.ndarray:
+    """Integer positions as int64; floats (2.7 would silently become 2) and booleans are refused."""
+    p = np.asarray(pos)
+    if p.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer positions, got dtype {p.dtype}")
+    return np.ascontiguousarray(p, np.int64)
+
+
 def as_numpy_input(x: np.ndarray, name: str) -> np.ndarray:
     """Positive strides are passed through as they are; negative ones (reversed views) are copied."""
     if not isinstance(x, np.ndarray):

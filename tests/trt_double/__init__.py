@@ -30,33 +30,20 @@ class HostOps:
 
     def _check(self, desc, what: str) -> None:
         if isinstance(desc, tuple) and len(desc) == 5 and isinstance(desc[1], str):
-            ptr, dtype, shape, strides, _ = desc
+            ptr, dtype, shape, _, extent = desc  # the op stays inside `extent`: it must lie inside the allocation
             size = {"f32": 4, "f16": 2, "bf16": 2, "u8": 1, "i8": 1, "i64": 8}.get(dtype, 1)
-            last = sum((d - 1) * s for d, s in zip(shape, strides) if d > 0)
             if all(d > 0 for d in shape):
-                self.device.check_range(int(ptr), (last + 1) * size, what)
-
-    # Until rgpt_rt._C takes the CUDA module's call form: the same signature, adapted to the numpy form.
-    def _array(self, desc):
-        import numpy as np
-
-        ptr, dtype, shape, strides, extent = desc
-        dt = np.dtype({"f32": np.float32, "f16": np.float16, "u8": np.uint8, "i64": np.int64}[dtype])
-        flat = self.device.view(int(ptr), int(extent) * dt.itemsize, "tensor").view(dt)
-        return np.lib.stride_tricks.as_strided(flat, tuple(shape), tuple(s * dt.itemsize for s in strides))
-
-    def _region_pool(self, fmap, masks, image, regions, grid, eps, ws, ws_bytes, stream):
-        f, m, i, r = (self._array(d) for d in (fmap, masks, image, regions))
-        self.cpu.region_pool(f, fmap[1], m, i, r, image[1], grid, eps, 0)
+                self.device.check_range(int(ptr), int(extent) * size, what)
 
     def __getattr__(self, name: str):
-        fn = {"region_pool": self._region_pool, "region_pool_workspace_bytes": lambda n, h, w, c: 0}.get(name)
-        fn = fn or getattr(self.cpu, name)
+        fn = getattr(self.cpu, name)
 
         def call(*args, **kwargs):
             self.device.flush()
             for i, a in enumerate(args):
                 self._check(a, f"{name} argument {i}")
+            if kwargs.get("workspace_bytes"):
+                self.device.check_range(int(kwargs["workspace"]), int(kwargs["workspace_bytes"]), f"{name} workspace")
             self.device.launches += 1
             return fn(*args, **kwargs)
 
