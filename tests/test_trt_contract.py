@@ -98,6 +98,7 @@ def test_the_double_refuses_shapes_outside_the_profile_like_tensorrt(trt_engine,
     longest = read_manifest(trt_engine).data["profiles"]["decoder"]["prefill"]["input_ids"][2][1]
     assert engine.num_optimization_profiles == 2
     assert ctx.set_input_shape("input_ids", (1, longest)) and not ctx.set_input_shape("input_ids", (1, longest + 1))
+    assert ctx.get_tensor_shape("input_ids") == (1, longest) and ctx.get_tensor_shape("logits")[0] == -1
     assert not ctx.set_input_shape("input_ids", (1, 2, 3))  # wrong rank
     assert ctx.set_optimization_profile_async(1, 0) and not ctx.set_optimization_profile_async(2, 0)
     assert not ctx.set_input_shape("input_ids", (1, 2))  # the decode profile takes one token
@@ -114,7 +115,7 @@ def test_the_double_catches_reads_and_writes_outside_device_allocations(trt_engi
     g2 = engine.get_tensor_shape("image_features")[0]
     ptr = {n: cudart_double.cudaMalloc(g2 * 4096)[1] for n in engine.names}
     _, small = cudart_double.cudaMalloc(4)
-    assert ctx.set_input_shape("region_features", (1, c))
+    assert ctx.set_input_shape("region_features", (1, c)) and ctx.get_tensor_shape("region_embeds")[0] == 1
     for name in engine.names:
         assert ctx.set_tensor_address(name, small if name == "image_embeds" else ptr[name])
     assert ctx.execute_async_v3(int(stream))

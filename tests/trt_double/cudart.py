@@ -58,7 +58,8 @@ class Device:
         self.props = SimpleNamespace(major=major, minor=minor, name=name, totalGlobalMem=1 << 34)
         self.allocs: dict[int, np.ndarray] = {}
         self.streams: dict[int, list[Callable[[], None]]] = {0: []}
-        self.freed: set[int] = set()
+        self.pinned: dict[int, np.ndarray] = {}
+        self.events, self.recorded = 0, {}
         self.launches = 0
 
     # ---- memory --------------------------------------------------------------------------------------------
@@ -141,6 +142,42 @@ def cudaFree(ptr):  # noqa: N802
         return (cudaError_t.cudaSuccess,)
     if DEVICE.allocs.pop(int(ptr), None) is None:
         return (cudaError_t.cudaErrorInvalidDevicePointer,)
+    return (cudaError_t.cudaSuccess,)
+
+
+def cudaMallocHost(size: int):  # noqa: N802 - pinned host memory: host memory that is not a device allocation
+    buf = np.full(max(int(size), 1), 0xA5, np.uint8)
+    DEVICE.pinned[buf.ctypes.data] = buf
+    return (cudaError_t.cudaSuccess, buf.ctypes.data)
+
+
+def cudaFreeHost(ptr):  # noqa: N802
+    found = DEVICE.pinned.pop(int(ptr), None) is not None
+    return (cudaError_t.cudaSuccess if found else cudaError_t.cudaErrorInvalidValue,)
+
+
+class cudaEvent_t(cudaStream_t):  # noqa: N801
+    pass
+
+
+def cudaEventCreate():  # noqa: N802
+    DEVICE.events += 1
+    return (cudaError_t.cudaSuccess, cudaEvent_t(DEVICE.events))
+
+
+def cudaEventRecord(event, stream):  # noqa: N802
+    DEVICE.recorded[int(event)] = int(stream)
+    return (DEVICE.enqueue(stream, lambda: None),)
+
+
+def cudaEventSynchronize(event):  # noqa: N802 - waits for the work queued before the event's record
+    if int(event) in DEVICE.recorded:
+        DEVICE.flush(DEVICE.recorded[int(event)])
+    return (cudaError_t.cudaSuccess,)
+
+
+def cudaEventDestroy(event):  # noqa: N802
+    DEVICE.recorded.pop(int(event), None)
     return (cudaError_t.cudaSuccess,)
 
 

@@ -323,6 +323,17 @@ class IExecutionContext:
         self.addresses[name] = int(memory)
         return True
 
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """An input's shape as set; an output's shape for the inputs' current shapes (-1s while unknown)."""
+        eng = self.engine
+        if eng.get_tensor_mode(name) == TensorIOMode.INPUT:
+            return self._input_shape(name) or eng.get_tensor_shape(name)
+        if -1 not in eng.get_tensor_shape(name) or self.infer_shapes():
+            return eng.get_tensor_shape(name)
+        feeds = {n: np.zeros(self._input_shape(n), nptype(eng.get_tensor_dtype(n))) for n in eng.names
+                 if eng.get_tensor_mode(n) == TensorIOMode.INPUT}  # fmt: skip
+        return tuple(eng.session.run([name], feeds)[0].shape)
+
     def get_tensor_address(self, name: str) -> int:
         return self.addresses.get(name, 0)
 
