@@ -217,8 +217,13 @@ def test_int8_quality_and_graph(recipe, tiny_llava, tmp_path, sample_frame):
     assert len(rt.generate(sample_frame, INSTR, SAMPLE_BOX, max_new_tokens=8).token_ids) > 0
 
 
-def test_trt_backend_skips_cleanly_without_tensorrt(engine):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
+def test_trt_backend_without_tensorrt_says_what_to_install_and_refuses_an_onnx_only_directory(engine, monkeypatch):
+    import trt_double
+
     _, eng = engine
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on a machine without TensorRT
+    with pytest.raises(ImportError, match=r"needs TensorRT and cuda-python \(pip install 'rgpt_rt\[trt\]'\)"):
+        Runtime.from_pretrained(eng, backend="trt")
+    trt_double.install(monkeypatch)  # TensorRT and a GPU present (tests/trt_double), engines absent
     with pytest.raises(EngineError, match="has no TensorRT engines"):
         Runtime.from_pretrained(eng, backend="trt")

@@ -3,20 +3,24 @@ here. Each accepts numpy arrays (CPU) and torch tensors (CPU and CUDA, on torch'
 the ops are registered as custom ops (`torch.ops.rgpt.<op>`) so CUDA graphs and torch.compile can capture them.
 """
 
+from ._util import DeviceTensor
 from .decode_attention import decode_attention
 from .int8_linear import int8_linear, quantize_weight
 from .preprocess_frame import preprocess_frame, preprocess_masks
-from .region_pool import region_pool
+from .region_pool import region_pool, region_pool_device, region_pool_workspace_bytes
 from .rms_norm import rms_norm
 from .rope_kv_write import rope_kv_write
 
 __all__ = [
+    "DeviceTensor",
     "decode_attention",
     "int8_linear",
     "preprocess_frame",
     "preprocess_masks",
     "quantize_weight",
     "region_pool",
+    "region_pool_device",
+    "region_pool_workspace_bytes",
     "rms_norm",
     "rope_kv_write",
 ]
