@@ -553,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(_attach_negative_values(argv))
+        from . import _native
+
+        _native.cpu()  # a missing or shadowed native module is reported now, not after the model loads
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

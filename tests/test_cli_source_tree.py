@@ -53,6 +53,9 @@ def test_importing_from_the_checkout_root_works_or_names_the_problem(tmp_path):
         last = out.stderr.strip().splitlines()[-1]
         assert last.startswith("ImportError: rgpt_rt was imported from the source tree at " + str(source))
         assert f"shadows the installed copy at {installed_dir}" in last and DEV_BUILD in last
+        demo = subprocess.run([sys.executable, "-m", "rgpt_rt", "demo"], capture_output=True, text=True, cwd=ROOT)
+        assert demo.returncode == 1 and demo.stderr.count("\n") == 1, demo.stderr  # at once, in one line
+        assert demo.stderr.startswith("rgpt-rt: error: rgpt_rt was imported from the source tree at")
 
 
 def test_python_m_pytest_from_the_checkout_root_tests_a_built_package():
