@@ -198,3 +198,14 @@ def test_demo_via_python_m(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "engine directory ready" in again.stdout and "up to date" not in again.stdout  # --force rebuilt it
     assert manifest.stat().st_mtime_ns != stamp
+
+
+def test_sample_image_is_a_public_constant():
+    import rgpt_rt
+    import rgpt_rt.cli
+
+    assert rgpt_rt.assets.SAMPLE_IMAGE == rgpt_rt.cli.SAMPLE_IMAGE == SAMPLE_IMAGE  # the old name still works
+    assert Image.open(rgpt_rt.assets.SAMPLE_IMAGE).size == (320, 240)
+    x0, y0, x1, y1 = rgpt_rt.assets.SAMPLE_BOX
+    car = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))[y0:y1, x0:x1].reshape(-1, 3).astype(int)
+    assert np.mean((car[:, 0] > 150) & (car[:, 1] < 80)) > 0.4  # the box holds mostly the red car
