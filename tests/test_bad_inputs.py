@@ -129,16 +129,18 @@ def test_bad_input_gives_a_clear_error(rt_llava, tmp_path, name, call, exc, patt
 
 
 def test_runtime_still_works_after_every_bad_input(rt_llava, tmp_path):
+    before = rt_llava.generate(GOOD, INSTR, BOX, max_new_tokens=4).token_ids
     for _, call, exc, _ in CASES:
         with pytest.raises(exc):
             call(rt_llava, tmp_path)
-    assert isinstance(rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=4), str)
+    assert rt_llava.generate(GOOD, INSTR, BOX, max_new_tokens=4).token_ids == before  # same answer as before
 
 
 def test_reentrant_call_from_an_open_stream_is_refused(rt_llava):
+    expected = rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2)
     stream = rt_llava.stream(GOOD, INSTR, BOX, max_new_tokens=30)
     next(stream)
     with pytest.raises(RuntimeError, match="already generating in this thread"):
         rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2)
     stream.close()
-    assert isinstance(rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2), str)
+    assert rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2) == expected  # the closed stream left no state behind

@@ -3,7 +3,7 @@ references, the torch custom ops (opcheck), and the CUDA twins against the CPU o
 
 import numpy as np
 import pytest
-from tests_reference import assert_close, decode_attention_ref, rms_norm_ref, rope_ref
+from _reference import assert_close, decode_attention_ref, rms_norm_ref, rope_ref
 
 from rgpt_rt import _native
 from rgpt_rt.ops import decode_attention, rms_norm, rope_kv_write

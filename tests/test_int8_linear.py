@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from tests_reference import assert_close
+from _reference import assert_close
 
 from rgpt_rt import _native
 from rgpt_rt.ops import int8_linear, quantize_weight

@@ -6,9 +6,9 @@ agree with the float64 reference.
 
 import numpy as np
 import pytest
+from _reference import decode_attention_ref, region_pool_ref, rms_norm_ref, rope_ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests_reference import decode_attention_ref, region_pool_ref, rms_norm_ref, rope_ref
 
 from rgpt_rt import _native
 from rgpt_rt.ops import decode_attention, preprocess_frame, preprocess_masks, region_pool, rms_norm, rope_kv_write

@@ -100,7 +100,7 @@ def test_bad_shapes_are_clear_errors():
 # ---- the native op (rgpt_rt.ops.region_pool, C++ CPU twin) against the float64 numpy reference ----------
 
 import numpy as np  # noqa: E402
-from tests_reference import assert_close, region_pool_ref  # noqa: E402
+from _reference import assert_close, region_pool_ref  # noqa: E402
 
 from rgpt_rt import _native  # noqa: E402
 from rgpt_rt.ops import region_pool as native_region_pool  # noqa: E402
