@@ -245,7 +245,15 @@ class Runtime:
         """One region's description: task "detail" (default) or "brief"."""
         if task not in DESCRIBE_TASKS:
             raise PromptError(f"unknown describe task '{task}'; use one of {', '.join(DESCRIBE_TASKS)}")
-        return self.generate(frame, task_instruction(task), mask, **kwargs).text
+        img = load_frame(frame, bgr=kwargs.pop("bgr", False))
+        allow = kwargs.pop("allow_empty_masks", None)
+        stack = to_masks(mask, img.shape[:2], allow_empty=self.allow_empty_masks if allow is None else allow)
+        if len(stack) != 1:
+            raise PromptError(
+                f"describe() takes one region, got {len(stack)}; use describe_many(frame, masks) for one "
+                "description each, or ask() with one <region> per mask"
+            )
+        return self.generate(img, task_instruction(task), stack, allow_empty_masks=True, **kwargs).text
 
     def describe_many(
         self,

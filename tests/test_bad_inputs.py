@@ -80,6 +80,12 @@ CASES = [
     ),
     ("no placeholder", lambda rt, tp: rt.ask(GOOD, "What is here?", BOX), PromptError, "0 <region> placeholders but 1"),
     (
+        "describe with two regions",
+        lambda rt, tp: rt.describe(GOOD, [BOX, (0, 0, 5, 5)]),
+        PromptError,
+        r"describe\(\) takes one region, got 2; use describe_many",
+    ),
+    (
         "image token in instruction",
         lambda rt, tp: rt.ask(GOOD, "<image> and <region>", BOX),
         PromptError,
