@@ -138,3 +138,59 @@ def test_the_cuda_module_refuses_host_buffers(t):
     masks, fmap = t("m", (2, 12, 12)), np.zeros((4, 6, 6), np.float32)
     with pytest.raises(ValueError, match="feature_map is a host buffer"):
         mod.region_pool(fmap, masks, t("i", (4, 4)), t("r", (2, 4)), 2, 1e-8)
+
+
+def test_every_torch_op_call_form_passes_cuda_validation_and_reaches_the_launch(monkeypatch):
+    """The torch glue's arguments for each op (recorded on CPU tensors, where they also run) replayed against
+    rgpt_rt._C_cuda as the CUDA branch of rgpt_rt.ops._torch_ops._run sends them: every call is accepted,
+    validated, and fails only at the launch (no GPU here)."""
+    torch = pytest.importorskip("torch")
+    from rgpt_rt.config import CLIP_MEAN, CLIP_STD
+    from rgpt_rt.ops import (
+        _torch_ops,
+        decode_attention,
+        int8_linear,
+        preprocess_frame,
+        preprocess_masks,
+        region_pool,
+        rms_norm,
+        rope_kv_write,
+    )
+
+    calls, real = [], _torch_ops._run
+
+    def record(op, device, *args, work=None, workspace=()):
+        calls.append((op, args, workspace))
+        real(op, device, *args, work=work, workspace=workspace)
+
+    monkeypatch.setattr(_torch_ops, "_run", record)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 16, generator=g)
+    region_pool(torch.randn(8, 6, 6, generator=g, dtype=torch.float64).half(), torch.rand(2, 12, 12), 3)
+    preprocess_frame(torch.randint(0, 256, (9, 7, 3), dtype=torch.uint8), 8, CLIP_MEAN, CLIP_STD)
+    preprocess_masks(torch.rand(2, 9, 7), 8)
+    int8_linear(x, torch.randint(-127, 127, (5, 16), dtype=torch.int8), torch.rand(5))
+    rms_norm(x, torch.rand(16))
+    rms_norm(x.bfloat16(), torch.rand(16), residual=x.bfloat16())
+    q, kv, cache, pos = torch.randn(2, 4, 8), torch.randn(2, 2, 8), torch.zeros(2, 2, 6, 8), torch.tensor([1, 3])
+    rope_kv_write(q, kv, kv, pos, torch.rand(4), cache, cache.clone())
+    decode_attention(q, cache, cache, pos, 0.3, shared=torch.tensor([1, 1]))
+    ops = [c[0] for c in calls]
+    assert sorted(set(ops)) == sorted(
+        [
+            "region_pool",
+            "preprocess_frame",
+            "preprocess_masks",
+            "int8_linear",
+            "rms_norm",
+            "rope_kv_write",
+            "decode_attention",
+        ]  # fmt: skip
+    )
+    _launch_or_skip()
+    for op, args, workspace in calls:
+        described = tuple(_torch_ops._desc(a) if isinstance(a, torch.Tensor) else a for a in args)
+        nbytes = getattr(mod, workspace[0])(*workspace[1]) if workspace else 0
+        ws = np.zeros(max(nbytes, 1), np.uint8)
+        with pytest.raises(RuntimeError, match=f"{op}: CUDA error"):
+            getattr(mod, op)(*described, workspace=ws.ctypes.data, workspace_bytes=nbytes, stream=0)
