@@ -39,54 +39,78 @@ def plan(script: str) -> dict[str, tuple[int, str]]:
     return rows
 
 
-def steps(script: str) -> dict[str, tuple[int, bool]]:
-    """The steps the code runs: {name: (limit, in the default set)}; build and check are always first."""
-    code = "\n".join(ln for ln in (GPU / script).read_text().splitlines() if not ln.lstrip().startswith("#"))
-    found = {m.group(1): (int(m.group(2)), True) for m in re.finditer(r"^(build|check)_step (\d+)$", code, re.M)}
-    default = {m.group(1): m.group(2) == "1" for m in re.finditer(r"selected (\w+) ([01])", code)}
-    for m in re.finditer(r"\bstep (\w+) (\d+) ", code):
-        assert m.group(1) in default, f"{script}: step {m.group(1)} is not guarded by `selected`"
-        found[m.group(1)] = (int(m.group(2)), default[m.group(1)])
-    return found
+def dry_run(script: str, tmp: Path, *names: str) -> tuple[str, list[tuple[str, int, list[str]]]]:
+    """The steps a script would run (RGPT_GPU_DRY_RUN=1): its work folder and [(name, limit, argv)]."""
+    env = dict(os.environ, RGPT_GPU_DRY_RUN="1", TMPDIR=str(tmp), OUT=str(tmp / "out"), PYTHON=sys.executable)
+    res = subprocess.run(
+        ["bash", str(GPU / script), *names], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    records = [r.split("\x1f")[:-1] for r in res.stdout.split("\x1e") if r.strip()]
+    work = next(r[1] for r in records if r[0] == "WORK")
+    return work, [(r[1], int(r[2]), r[3:]) for r in records if r[0] == "STEP"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, tuple[str, list]]:
+    """Dry runs: each script's default set, and fast_path.sh's optional second call."""
+    tmp = tmp_path_factory.mktemp("dry")
+    out = {script: dry_run(script, tmp) for script in SCRIPTS}
+    out["fast_path.sh second"] = dry_run("fast_path.sh", tmp, "build", "check", "compile", "compile_tests")
+    return out
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_the_plan_matches_the_steps_and_fits_one_device_command(script):
-    rows, code = plan(script), steps(script)
-    assert {"build", "check", "(packing)", "total"} <= set(rows), rows
-    planned = {k: v[0] for k, v in rows.items() if not k.startswith(("(", "total"))}
-    assert planned == {k: v[0] for k, v in code.items()}, "the plan at the top and the step limits disagree"
+def test_the_plan_matches_the_steps_and_fits_one_device_command(script, runs):
+    rows = plan(script)
+    work, default = runs[script]
+    assert [s[0] for s in default[:2]] == ["build", "check"]
+    assert {"(packing)", "total"} <= set(rows), rows
     packing = rows["(packing)"][0]
-    default = sum(limit for limit, on in code.values() if on) + packing
-    assert rows["total"][0] == default, f"the plan's total says {rows['total'][0]}, its rows add up to {default}"
-    assert default <= ONE_COMMAND_S
-    optional = [k for k, (_, on) in code.items() if not on]
-    if optional:  # a second, optional call: the build and check again, then the optional steps
-        second = code["build"][0] + code["check"][0] + sum(code[k][0] for k in optional) + packing
-        assert rows["total second"][0] == second and second <= ONE_COMMAND_S
-    # every file a step writes is named in the plan, and so is each step's log
-    text = (GPU / script).read_text()
-    files = " ".join(rest for _, rest in rows.values())
-    for name in re.findall(r"\$WORK/([\w.]+)", text):
-        assert name in files, f"{script} writes {name}, which its plan does not name"
-    for name in code:
+    planned = {k: v[0] for k, v in rows.items() if not k.startswith(("(", "total"))}
+    ran = {name: limit for name, limit, _ in default}
+    total = sum(ran.values()) + packing
+    assert rows["total"][0] == total, f"the plan's total says {rows['total'][0]}, its steps add up to {total}"
+    assert total <= ONE_COMMAND_S
+    optional = sorted(set(planned) - set(ran))
+    if script == "fast_path.sh":
+        assert optional == ["compile", "compile_tests"]
+        _, second = runs["fast_path.sh second"]
+        assert [s[0] for s in second] == ["build", "check", "compile", "compile_tests"]
+        ran.update({name: limit for name, limit, _ in second})
+        total2 = sum(limit for _, limit, _ in second) + packing
+        assert rows["total second"][0] == total2 and total2 <= ONE_COMMAND_S
+    else:
+        assert not optional
+    assert planned == ran, "the plan at the top and the steps' limits disagree"
+    # the plan names each step's log and every file a step writes
+    for name, _, argv in default + (runs["fast_path.sh second"][1] if script == "fast_path.sh" else []):
         assert f"{name}.log" in rows[name][1], f"{script}: the plan row of {name} does not name {name}.log"
+        for arg in argv:
+            for f in re.findall(re.escape(work) + r"/([\w.]+)", arg):
+                assert f in rows[name][1].split(), f"{script}: step {name} writes {f}, which its plan row omits"
     lib = (GPU / "lib.sh").read_text()
     assert "RGPT_GPU_BUDGET_S:-540" in lib and "RGPT_REQUIRE_CUDA=ON" in lib
 
 
-def node_ids(selection: str) -> list[str]:
-    lines = (GPU / selection).read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+def _pytest_ids(runs) -> list[str]:
+    ids = set()
+    for _, steps in runs.values():
+        for _, _, argv in steps:
+            if "pytest" in argv:  # also under compute-sanitizer
+                ids |= {a for a in argv if a.startswith(str(REPO / "tests") + "/")}
+    return sorted(ids)
 
 
-def test_every_selected_node_id_exists(tmp_path):
-    """Collected as the scripts do: absolute ids, from outside the checkout, with the checkout as rootdir."""
-    ids = sorted({i for s in SELECTIONS for i in node_ids(s)})
-    assert ids and all("-k" not in i and " " not in i for i in ids)
+def test_every_selected_node_id_exists(runs, tmp_path):
+    """Collected as the scripts run them: absolute ids, from outside the checkout, the checkout as rootdir."""
+    ids = _pytest_ids(runs)
+    assert len(ids) >= 10 and not [i for i in ids if "::" not in i and not i.endswith(".py")]
+    files = {str(REPO / i) for s in SELECTIONS for i in node_ids(s)}
+    assert set(ids) == files, "the selection files and what the scripts pass to pytest differ"
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
-        + [str(REPO / i) for i in ids],
+        + ids,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -96,8 +120,51 @@ def test_every_selected_node_id_exists(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     collected = [ln.strip() for ln in out.stdout.splitlines() if "::" in ln]
     for i in ids:
-        hits = [c for c in collected if c == i or c.startswith((i + "[", i + "::"))]
-        assert hits, f"{i} selects no test"
+        rel = str(Path(i).relative_to(REPO))
+        hits = [c for c in collected if c == rel or c.startswith((rel + "[", rel + "::"))]
+        assert hits, f"{rel} selects no test"
+
+
+def test_the_bench_commands_parse(runs, tmp_path):
+    """Each `python -m rgpt_rt.bench` command of the scripts passes the bench's own argument checks as it would
+    on a GPU machine, and each tests/bench script knows every option the scripts give it."""
+    from rgpt_rt.bench.run import parse_args
+
+    benches, scripts = 0, []
+    for _, steps in runs.values():
+        for name, _, argv in steps:
+            if argv[1:3] == ["-m", "rgpt_rt.bench"]:
+                args = parse_args(argv[3:], cuda_available=True)  # a usage error raises SystemExit here
+                assert args.device == "cuda" and args.json.endswith(f"/{name}.json")
+                benches += 1
+            elif argv[1].startswith(str(REPO / "tests" / "bench")):
+                scripts.append((argv[1], [a for a in argv[2:] if a.startswith("--")]))
+    assert benches == 5 and len(scripts) == 5  # fp16 int8 soak hf compile; decode_ops int8_op pool x2 preprocess
+    code = (
+        "import contextlib, io, json, runpy, sys\n"
+        "out = {}\n"
+        "for path in json.loads(sys.argv[1]):\n"
+        "    sys.argv, buf = [path, '--help'], io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):\n"
+        "        runpy.run_path(path, run_name='__main__')\n"
+        "    out[path] = buf.getvalue()\n"
+        "print(json.dumps(out))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sorted({p for p, _ in scripts}))],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    helps = json.loads(res.stdout.splitlines()[-1])
+    for path, options in scripts:
+        assert "usage:" in helps[path], (path, helps[path][-500:])
+        for opt in options:
+            assert re.search(re.escape(opt) + r"\b", helps[path]), f"{path} has no option {opt}"
+
+
+def node_ids(selection: str) -> list[str]:
+    lines = (GPU / selection).read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _skips_without_cuda(node: ast.AST) -> bool:

@@ -32,7 +32,8 @@ from .measure import boxes, compare_decode, frames, measure, soak, sync
 from .models import hf_inputs, open_runtime
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_gpu_script.py parses the GPU scripts' bench commands with it)."""
     ap = argparse.ArgumentParser(prog="python -m rgpt_rt.bench", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", default=None, help="checkpoint or engine directory (default: the tiny demo model)")
@@ -51,15 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-seconds", type=float, default=0.0, help="with --soak: stop the soak after S seconds")
     ap.add_argument("--soak-only", action="store_true", help="with --soak: skip the latency measurements")
     ap.add_argument("--json", default=None)
+    return ap
+
+
+def parse_args(argv: list[str] | None = None, cuda_available: bool | None = None) -> argparse.Namespace:
+    """Parse and check the command line (a bad combination exits with argparse's usage error). The device
+    defaults to CUDA when `cuda_available` (asked of torch when None)."""
+    ap = build_parser()
     args = ap.parse_args(argv)
     args.regions = [int(x) for x in args.regions.split(",") if x]
     if args.device is None:
-        try:
-            import torch
+        if cuda_available is None:
+            try:
+                import torch
 
-            args.device = "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            args.device = "cpu"
+                cuda_available = torch.cuda.is_available()
+            except ImportError:
+                cuda_available = False
+        args.device = "cuda" if cuda_available else "cpu"
     if args.precision is None:
         args.precision = "fp16" if args.device.startswith("cuda") else "fp32"
     args.decode = [m for m in (args.decode or "").split(",") if m]
@@ -69,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--hf-only times transformers alone: no --soak, --soak-only or --decode")
     if args.hf_only and args.precision == "int8":
         ap.error("--hf-only: transformers has no int8 counterpart of the runtime's int8 path (use fp16 or bf16)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.hf_only:
         return hf_only(args)
     with tempfile.TemporaryDirectory() as tmp:

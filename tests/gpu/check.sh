@@ -9,7 +9,9 @@
 #   check          15  check.log check.json            prints build_info(); stops unless _C_cuda runs on the GPU
 #   memcheck      200  memcheck.log memcheck_tests.xml  pytest under compute-sanitizer memcheck, node ids from
 #                                                      tests/gpu/memcheck_tests.txt
-#   op_benches     60  op_benches.log region_pool_cuda.json region_pool_cpu.json preprocess.json
+#   pool_cuda      20  pool_cuda.log pool_cuda.json      region_pool on the GPU vs torch, and vs a copy
+#   pool_cpu       20  pool_cpu.log pool_cpu.json        region_pool's CPU twin on the machine's cores
+#   preprocess     20  preprocess.log preprocess.json    preprocess_frame vs Pillow
 #   (packing)      15  results.json logs.tar.gz summary.txt
 #   total         410  (under 540 s; each step is also cut to what is left of RGPT_GPU_BUDGET_S=540)
 #
@@ -22,14 +24,16 @@ check_step 15
 
 if selected memcheck 1; then
   mapfile -t ids < <(node_ids memcheck_tests.txt)
-  step memcheck 200 bash -c 'command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; exit 127; }
-    exec compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 "$@"' _ \
+  step memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
     "$PY" -m pytest -q -x -p no:cacheprovider --rootdir "$REPO" --junitxml "$WORK/memcheck_tests.xml" "${ids[@]}"
 fi
-if selected op_benches 1; then
-  B="$REPO/tests/bench"
-  step op_benches 60 bash -c "'$PY' '$B/bench_region_pool.py' --device cuda --json '$WORK/region_pool_cuda.json'; a=\$?
-    '$PY' '$B/bench_region_pool.py' --device cpu --json '$WORK/region_pool_cpu.json'; b=\$?
-    '$PY' '$B/bench_preprocess_frame.py' --json '$WORK/preprocess.json' && exit \$((a | b))"
+if selected pool_cuda 1; then
+  step pool_cuda 20 "$PY" "$REPO/tests/bench/bench_region_pool.py" --device cuda --json "$WORK/pool_cuda.json"
+fi
+if selected pool_cpu 1; then
+  step pool_cpu 20 "$PY" "$REPO/tests/bench/bench_region_pool.py" --device cpu --json "$WORK/pool_cpu.json"
+fi
+if selected preprocess 1; then
+  step preprocess 20 "$PY" "$REPO/tests/bench/bench_preprocess_frame.py" --json "$WORK/preprocess.json"
 fi
 finish

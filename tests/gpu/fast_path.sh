@@ -8,8 +8,9 @@
 # what it did; $OUT holds 3 files: results.json, logs.tar.gz, summary.txt):
 #   build         120  build.log                         pip install, RGPT_REQUIRE_CUDA=ON, sm_90; stops on failure
 #   check          15  check.log check.json              prints build_info(); stops unless _C_cuda runs on the GPU
-#   tests          95  tests.log tests.xml               pytest, node ids from tests/gpu/fast_path_tests.txt
-#   op_benches     40  op_benches.log decode_ops.json int8_linear.json   decode ops and int8_linear at 7B shapes
+#   tests          90  tests.log tests.xml               pytest, node ids from tests/gpu/fast_path_tests.txt
+#   decode_ops     20  decode_ops.log decode_ops.json    the decode ops vs torch at one 7B layer, batch 1 and 8
+#   int8_op        25  int8_op.log int8_op.json          int8_linear vs fp16 matmul at the 7B projections
 #   fp16           70  fp16.log fp16.json                7B random weights, fp16, 1 and 8 regions, fused vs reference
 #   int8           60  int8.log int8.json                the same with the int8 decoder, 8 regions
 #   soak           35  soak.log soak.json                tiny model, up to 10,000 describes within 12 s
@@ -35,12 +36,14 @@ check_step 15
 
 if selected tests 1; then
   mapfile -t ids < <(node_ids fast_path_tests.txt)
-  step tests 95 "${PYTEST[@]}" --junitxml "$WORK/tests.xml" "${ids[@]}"
+  step tests 90 "${PYTEST[@]}" --junitxml "$WORK/tests.xml" "${ids[@]}"
 fi
-if selected op_benches 1; then
-  step op_benches 40 bash -c "'$PY' '$REPO/tests/bench/bench_decode_ops.py' --batch 1,8 --context 650 --slots 2048 \
-    --json '$WORK/decode_ops.json'; a=\$?; '$PY' '$REPO/tests/bench/bench_int8_linear.py' --rows 1,8 \
-    --json '$WORK/int8_linear.json' && exit \$a"
+if selected decode_ops 1; then
+  step decode_ops 20 "$PY" "$REPO/tests/bench/bench_decode_ops.py" --batch 1,8 --context 650 --slots 2048 \
+    --json "$WORK/decode_ops.json"
+fi
+if selected int8_op 1; then
+  step int8_op 25 "$PY" "$REPO/tests/bench/bench_int8_linear.py" --rows 1,8 --json "$WORK/int8_op.json"
 fi
 if selected fp16 1; then
   step fp16 70 "${BENCH[@]}" --precision fp16 --regions 1,8 --decode fused,reference --json "$WORK/fp16.json"

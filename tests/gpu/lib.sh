@@ -8,6 +8,8 @@
 #   finish                   pack $OUT, print the table last, exit 1 if any step failed
 #   build_step / check_step  the two steps every GPU run starts with; each stops the run at once on failure
 # Positional arguments of the script name the steps to run (default: its default set).
+# RGPT_GPU_DRY_RUN=1 prints each step (name, limit, argv; fields split by \x1f, steps by \x1e) and runs
+# nothing: tests/test_gpu_script.py checks the plan, the node ids and the bench options that way.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:-/tmp/rgpt_gpu_out}
@@ -23,6 +25,8 @@ FAILED=0
 printf '{"script": "%s", "budget_s": %s, "steps_requested": "%s"}\n' "$(basename "$0")" "$BUDGET_S" \
   "$(echo ${*:-default})" >"$WORK/meta.json"
 cd "$WORK" || exit 1 # every step imports the installed package, never the checkout
+DRY=${RGPT_GPU_DRY_RUN:-0}
+[ "$DRY" = 1 ] && printf '%s\x1f' WORK "$WORK" && printf '\x1e'
 
 pack() { "$PY" "$REPO/tests/gpu/summarize.py" "$WORK" "$OUT" "$@"; }
 
@@ -33,6 +37,10 @@ selected() {  # selected NAME DEFAULT(1|0): named on the command line, or in the
 step() {  # step NAME LIMIT CMD...
   local name=$1 limit=$2
   shift 2
+  if [ "$DRY" = 1 ]; then
+    printf '%s\x1f' STEP "$name" "$limit" "$@" && printf '\x1e'
+    return 0
+  fi
   local left=$((BUDGET_S - RESERVE_S - (SECONDS - START_S)))
   local run_limit=$((limit < left ? limit : left))
   echo "== $name (limit ${run_limit} s)"
@@ -54,6 +62,7 @@ step() {  # step NAME LIMIT CMD...
 }
 
 finish() {
+  [ "$DRY" = 1 ] && exit 0
   echo "== summary (results.json, logs.tar.gz, summary.txt in $OUT; $((SECONDS - START_S)) s)"
   pack --print
   exit "$FAILED"
@@ -68,11 +77,16 @@ stop() {  # stop MESSAGE: the run cannot go on
 
 build_step() {  # pip install of the checkout with the CUDA module required (a missing nvcc fails at configure)
   selected build 1 || return 0
+  if ! command -v nvcc >/dev/null; then # CMake looks for nvcc on PATH only
+    for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+      [ -x "$d/nvcc" ] && export PATH="$PATH:$d" && break
+    done
+  fi
   step build "$1" bash -c "cd '$REPO' && RGPT_CPU_ONLY=OFF RGPT_REQUIRE_CUDA=ON \
     RGPT_CUDA_ARCHS=\${RGPT_CUDA_ARCHS:-90} CMAKE_BUILD_PARALLEL_LEVEL=\$(nproc) \
     '$PY' -m pip install -v --no-build-isolation --no-deps --no-index ." ||
     stop "the build failed (see build.log in logs.tar.gz; RGPT_REQUIRE_CUDA=ON makes a missing nvcc an error)"
-  grep -h "rgpt_rt:" "$WORK/build.log" || true
+  [ "$DRY" = 1 ] || grep -h "rgpt_rt:" "$WORK/build.log" || true
 }
 
 check_step() {  # print build_info(); stop unless the CUDA module was built, sees a GPU and runs its SM code
