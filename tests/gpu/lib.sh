@@ -84,15 +84,20 @@ build_step() {  # pip install of the checkout with the CUDA module required (a m
   fi
   step build "$1" bash -c "cd '$REPO' && RGPT_CPU_ONLY=OFF RGPT_REQUIRE_CUDA=ON \
     RGPT_CUDA_ARCHS=\${RGPT_CUDA_ARCHS:-90} CMAKE_BUILD_PARALLEL_LEVEL=\$(nproc) \
-    '$PY' -m pip install -v --no-build-isolation --no-deps --no-index ." ||
-    stop "the build failed (see build.log in logs.tar.gz; RGPT_REQUIRE_CUDA=ON makes a missing nvcc an error)"
+    '$PY' -m pip install -v --no-build-isolation --no-deps --no-index ."
+  case $? in
+    0) ;;
+    124 | 137) stop "the build timed out (build.log in logs.tar.gz)" ;;
+    *) stop "the build failed: $(grep -h -m1 -A2 'CMake Error' "$WORK/build.log" | tr -s ' \n' ' ' | cut -c1-300)" \
+      "(build.log in logs.tar.gz; RGPT_REQUIRE_CUDA=ON makes a missing nvcc a configure error)" ;;
+  esac
   [ "$DRY" = 1 ] || grep -h "rgpt_rt:" "$WORK/build.log" || true
 }
 
 check_step() {  # print build_info(); stop unless the CUDA module was built, sees a GPU and runs its SM code
   selected check 1 || return 0
   TAIL=40 step check "$1" "$PY" "$REPO/tests/gpu/check_build.py" --json "$WORK/check.json" ||
-    stop "check: $(tail -n 1 "$WORK/check.log")"
+    stop "check: $(tail -n 1 "$WORK/check.log" 2>/dev/null || echo skipped)"
 }
 
 node_ids() {  # node_ids FILE: the selection file's pytest node ids, as paths under $REPO
