@@ -52,7 +52,7 @@ step() {  # step NAME LIMIT CMD...
     return 1
   fi
   local t0=$SECONDS
-  timeout -k 10 "$run_limit" "$@" >"$WORK/$name.log" 2>&1
+  timeout -k 5 "$run_limit" "$@" >"$WORK/$name.log" 2>&1
   local rc=$?
   tail -n "${TAIL:-15}" "$WORK/$name.log"
   printf '%s\t%s\t%s\t%s\t%s\t\n' "$name" "$limit" "$run_limit" "$rc" "$((SECONDS - t0))" >>"$WORK/steps.tsv"
