@@ -108,6 +108,7 @@ def test_every_selected_node_id_exists(runs, tmp_path):
     assert len(ids) >= 10 and not [i for i in ids if "::" not in i and not i.endswith(".py")]
     files = {str(REPO / i) for s in SELECTIONS for i in node_ids(s)}
     assert set(ids) == files, "the selection files and what the scripts pass to pytest differ"
+    ids += [str(REPO / i) for i in node_ids("not_selected.txt")]  # these must exist too
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO)]
         + ids,
@@ -195,11 +196,12 @@ def _needs_gpu(path: Path) -> list[str]:
 
 def test_no_gpu_test_is_left_out_of_the_selections():
     selected = set(node_ids("fast_path_tests.txt")) | set(node_ids("compile_tests.txt"))
+    selected |= set(node_ids("not_selected.txt"))  # left out on purpose, each with its reason
     missing = []
     for path in sorted((REPO / "tests").glob("test_*.py")):
         rel = f"tests/{path.name}"
-        if rel in ("tests/test_cuda_bindings.py", "tests/test_gpu_script.py"):
-            continue  # host-side checks for CI (fast_path_tests.txt says why), and this file (skips WITH a GPU)
+        if rel == "tests/test_gpu_script.py":
+            continue  # this file skips WITH a GPU
         missing += [f"{rel}::{n}" for n in _needs_gpu(path) if rel not in selected and f"{rel}::{n}" not in selected]
     assert _needs_gpu(REPO / "tests" / "test_fast_path_cuda.py")  # the detection itself finds GPU tests
     assert not missing, f"GPU tests no GPU script selects: {missing}"
