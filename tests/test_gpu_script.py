@@ -282,9 +282,14 @@ def test_require_cuda_turns_a_missing_nvcc_into_a_configure_error(tmp_path):
     defines = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["scikit-build"]["cmake"]["define"]
     assert defines["RGPT_REQUIRE_CUDA"] == {"env": "RGPT_REQUIRE_CUDA", "default": "OFF"}
     # no nvcc on PATH, none named: the option must stop the configure, naming the reason
-    path = os.pathsep.join(
-        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "nvcc"))
-    )
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    keep = tmp_path / "bin"  # the build tools that lived next to nvcc (pip's cmake and ninja may), without it
+    keep.mkdir()
+    for tool in ("ninja", "make", "cc", "c++", "gcc", "g++"):
+        found = shutil.which(tool)
+        if found and os.path.exists(os.path.join(os.path.dirname(found), "nvcc")):
+            (keep / tool).symlink_to(found)
+    path = os.pathsep.join([str(keep)] + [d for d in dirs if not os.path.exists(os.path.join(d, "nvcc"))])
     env = {k: v for k, v in os.environ.items() if k not in ("CUDACXX", "CUDA_HOME", "CUDA_PATH")}
     env["PATH"] = path
     res = subprocess.run(

@@ -153,11 +153,16 @@ def hf_only(args) -> int:
         import torch
 
         result["gpu"] = torch.cuda.get_device_name()
+
+    def save():  # before and after, so a run stopped by a time limit still says what it was
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+    save()
     with tempfile.TemporaryDirectory() as tmp:
         cfg, tokenizer, dtype = hf_inputs(args, Path(tmp))
         result.update(compare_hf(cfg, tokenizer, dtype, args.device, args.new_tokens))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    save()
     _print(result)
     return 1 if any(k.endswith("_error") for k in result) else 0
 
