@@ -37,11 +37,11 @@ from .inputs import load_frame, preprocess_masks, to_masks
 from .prompts import (
     COCO80,
     TEMPLATES,
-    build_prompt,
     category_instruction,
     count_regions,
     match_category,
     parse_refer,
+    prompt_parts,
     refer_instruction,
     task_instruction,
 )
@@ -170,7 +170,7 @@ class Runtime:
                 f"the instruction has {placeholders} <region> placeholders but {len(region_rows)} "
                 "region masks were given; they must match"
             )
-        prompt = build_prompt(turns, self.cfg.conv_template)
+        prompt = prompt_parts(turns, self.cfg.conv_template)  # earlier answers are never parsed for placeholders
         ids = self.tokenizer.encode_prompt(prompt, visual.n_image, region_rows)
         ctx = self.cfg.llm.max_position_embeddings
         if len(ids) >= ctx:
