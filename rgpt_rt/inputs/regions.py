@@ -14,6 +14,7 @@ covers [c, c+1) x [r, r+1) and belongs to a shape when its centre (c + 0.5, r + 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +32,24 @@ class Box:
     x1: float
     y1: float
 
+    def __post_init__(self):
+        for name in ("x0", "y0", "x1", "y1"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise MaskError(f"box coordinate {name} must be a number (pixels), got {v!r}")
+
 
 @dataclass(frozen=True)
 class Polygon:
     points: tuple[tuple[float, float], ...]
 
     def __init__(self, points: Sequence[Sequence[float]]):
-        pts = np.asarray(points, dtype=np.float64)
+        if isinstance(points, (str, bytes)):
+            raise MaskError(f"a polygon must be a list of (x, y) points, got {type(points).__name__}")
+        try:
+            pts = np.asarray(points, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # non-numeric coordinates, ragged point lists
+            raise MaskError(f"a polygon must be a list of (x, y) points of numbers: {exc}") from None
         if pts.ndim == 1 and pts.size % 2 == 0:  # flat [x0, y0, x1, y1, ...] as in COCO
             pts = pts.reshape(-1, 2)
         if pts.ndim != 2 or pts.shape[1] != 2:
@@ -106,10 +118,16 @@ def _array_masks(arr: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _is_box_tuple(x: Any) -> bool:
+    """A 4-sequence of scalars is a box (x0, y0, x1, y1); Box() then checks that they are numbers. A sequence of
+    four regions (arrays, dicts, Boxes, Polygons, sequences) is not."""
     return (
         isinstance(x, (tuple, list))
         and len(x) == 4
-        and all(isinstance(v, (int, float, np.integer, np.floating)) for v in x)
+        and not any(
+            isinstance(v, (np.ndarray, dict, list, tuple, Box, Polygon))
+            or (hasattr(v, "__array__") and not isinstance(v, np.generic))  # torch tensors are masks
+            for v in x
+        )
     )
 
 
@@ -122,10 +140,7 @@ def _one(region: Any, h: int, w: int) -> np.ndarray:
     if isinstance(region, Polygon):
         return polygon_mask(region, h, w)[None].astype(np.float32)
     if isinstance(region, dict):
-        m = rle_decode(region)
-        if m.shape != (h, w):
-            raise MaskError(f"RLE size {m.shape[1]}x{m.shape[0]} (WxH) differs from the frame's {w}x{h}")
-        return m[None].astype(np.float32)
+        return rle_decode(region, shape=(h, w))[None].astype(np.float32)  # size checked before decoding
     if isinstance(region, np.ndarray):
         return _array_masks(region, h, w)
     if hasattr(region, "__array__") and hasattr(region, "shape"):  # torch tensors and the like
