@@ -248,3 +248,17 @@ def test_config_errors_are_checkpoint_errors_and_value_errors():
     # One except clause catches every refused checkpoint; ValueError keeps older callers working.
     assert issubclass(ConfigError, CheckpointError) and issubclass(ConfigError, ValueError)
     assert issubclass(ConfigError, RgptError)
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd"])
+def test_every_shard_of_a_sharded_checkpoint_stays_inside_its_directory(tiny_llava, tmp_path, shard):
+    path = _copy(tiny_llava, tmp_path / "ck")
+    shutil.copy(path / "model.safetensors", tmp_path / "outside.safetensors")
+    (path / "model.safetensors").unlink()
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "outside.safetensors"), "pt") as f:
+        weight_map = {k: shard for k in f.keys()}
+    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match="outside"):
+        load_model(path)

@@ -50,8 +50,14 @@ def weight_files(folder: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{index} is not a valid safetensors index: {exc}") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) and f for f in weight_map.values()):
+            raise CheckpointError(f"{index}: weight_map must map tensor names to shard file names")
+        base = folder.resolve()
+        outside = sorted({f for f in weight_map.values() if not (folder / f).resolve().is_relative_to(base)})
+        if outside:
+            raise CheckpointError(f"{index} names shard files outside {folder}: {', '.join(outside[:5])}")
         files = sorted({folder / f for f in weight_map.values()})
         absent = [f.name for f in files if not f.is_file()]
         if absent:
