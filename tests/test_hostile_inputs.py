@@ -21,6 +21,7 @@ import pytest
 from rgpt_rt.errors import FrameError, MaskError
 from rgpt_rt.inputs import Box, Polygon, load_frame, rle_decode, rle_encode, to_masks
 from rgpt_rt.inputs import frames as frames_mod
+from rgpt_rt.inputs import regions as regions_mod
 
 H, W = 60, 80
 
@@ -166,6 +167,21 @@ def test_frame_limit_is_read_from_the_environment():
         cwd="/",
     )
     assert bad.returncode != 0 and "RGPT_MAX_FRAME_PIXELS" in bad.stderr
+
+
+def test_no_allocation_before_the_region_count_is_checked(monkeypatch):
+    # 1000 boxes (a few kB of input) on a 1920x1080 frame would be 8.3 GB of float32 masks; the default limit is
+    # 4 GiB. The limit is set first, so that code without the check fails here instead of allocating.
+    monkeypatch.setattr(regions_mod, "MAX_MASK_BYTES", 4 << 30)
+    boxes = [(0, 0, 10, 10)] * 1000
+    peak, err = _peak_bytes(lambda: to_masks(boxes, (1080, 1920)))
+    assert isinstance(err, MaskError), err
+    assert "1000 regions" in str(err) and "RGPT_MAX_MASK_BYTES" in str(err), err
+    assert peak < 1 << 20, f"{peak / 1e6:.1f} MB allocated before the region count was checked"
+    monkeypatch.setattr(regions_mod, "MAX_MASK_BYTES", 10 * H * W * 4)
+    assert to_masks([(0, 0, 10, 10)] * 10, (H, W)).shape == (10, H, W)
+    with pytest.raises(MaskError, match="11 regions"):
+        to_masks([(0, 0, 10, 10)] * 9 + [np.ones((2, H, W), bool)], (H, W))
 
 
 # ---- class 9: plain mistakes in regions are typed errors ----------------------------------------------------

@@ -15,6 +15,7 @@ covers [c, c+1) x [r, r+1) and belongs to a shape when its centre (c + 0.5, r + 
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -151,12 +152,45 @@ def _one(region: Any, h: int, w: int) -> np.ndarray:
     )
 
 
+def _limit_from_env() -> int:
+    raw = os.environ.get("RGPT_MAX_MASK_BYTES")
+    if raw is None:
+        return 4 << 30
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"RGPT_MAX_MASK_BYTES must be a positive integer (bytes), got {raw!r}")
+    return value
+
+
+# The float32 masks of one call at frame size (N x H x W x 4 bytes) may take at most this many bytes: 4 GiB by
+# default (about 500 regions of a 1920x1080 frame, 3500 of 640x480). Raise it with the environment variable
+# RGPT_MAX_MASK_BYTES or by setting rgpt_rt.inputs.regions.MAX_MASK_BYTES.
+MAX_MASK_BYTES = _limit_from_env()
+
+
+def check_mask_bytes(n: int, h: int, w: int) -> None:
+    need = n * h * w * 4
+    if need > MAX_MASK_BYTES:
+        raise MaskError(
+            f"{n} regions on a {w}x{h} frame need {need} bytes of float32 masks, over the limit of "
+            f"{MAX_MASK_BYTES} bytes; pass fewer regions per call, or raise the limit with the environment "
+            "variable RGPT_MAX_MASK_BYTES or rgpt_rt.inputs.regions.MAX_MASK_BYTES"
+        )
+
+
 def to_masks(regions: Any, frame_hw: tuple[int, int], allow_empty: bool = False) -> np.ndarray:
     """Any accepted region input -> float32 [N, H, W] in [0, 1] at frame size (N may be 0 for None / [])."""
     h, w = frame_hw
     if regions is None:
         return np.zeros((0, h, w), np.float32)
     if isinstance(regions, (list, tuple)) and not _is_box_tuple(regions):
+        # Each region becomes a float32 mask at frame size: a short list of boxes can ask for gigabytes. Count
+        # first (a 3-D array is a stack of masks), allocate after.
+        n = sum(r.shape[0] if isinstance(r, np.ndarray) and r.ndim == 3 else 1 for r in regions)
+        check_mask_bytes(n, h, w)
         parts = [_one(r, h, w) for r in regions]
         masks = np.concatenate(parts) if parts else np.zeros((0, h, w), np.float32)
     else:
