@@ -145,6 +145,16 @@ def test_swapped_graphs_without_verification_are_an_engine_error_naming_the_file
         Runtime.from_pretrained(copy, verify=False)
 
 
+def test_a_graph_from_another_model_with_the_same_names_is_an_engine_error_naming_the_file(copy):
+    # The vila tiny model's connector has the same input and output names and dtypes, other fixed sizes.
+    from build_engine.export import export_connector
+    from rgpt_rt.testing import make_tiny_model
+
+    export_connector(make_tiny_model("vila"), copy / "connector.onnx")
+    with pytest.raises(EngineError, match=r"connector\.onnx.*shape"):
+        Runtime.from_pretrained(copy, verify=False)
+
+
 def test_an_intact_engine_still_loads_and_answers_without_verification(engine):
     a = Runtime.from_pretrained(engine, verify=False).generate(FRAME, INSTR, BOX, max_new_tokens=4)
     b = Runtime.from_pretrained(engine).generate(FRAME, INSTR, BOX, max_new_tokens=4)

@@ -99,6 +99,17 @@ class EngineManifest:
                     f"{path}: the file does not hold the {graph} graph the manifest describes: its {kind} are "
                     f"{_show(got_io)}, the manifest says {_show(want_io)} (swapped or foreign file?); {REBUILD}"
                 )
+            for io, g_io in zip(want, got):  # fixed sizes (ints on both sides) must agree too
+                w_shape, g_shape = io.get("shape"), list(g_io.shape)
+                if not isinstance(w_shape, list):
+                    continue
+                fixed = [(a, b) for a, b in zip(w_shape, g_shape) if isinstance(a, int) and isinstance(b, int)]
+                if len(w_shape) != len(g_shape) or any(a != b for a, b in fixed):
+                    raise EngineError(
+                        f"{path}: the file does not hold the {graph} graph the manifest describes: {kind[:-1]} "
+                        f"{io['name']} has shape {g_shape}, the manifest says {w_shape} (a graph from another "
+                        f"model?); {REBUILD}"
+                    )
 
     def check_trt(self, trt_version: str, gpu_arch: str) -> None:
         """Refuse an engine built with another TensorRT version or for another GPU architecture."""
