@@ -70,8 +70,8 @@ class GenerationConfig:
         set_(self, "stop", stop)
         if self.seed is not None:
             set_(self, "seed", _int_option("seed", self.seed, lo=0, what="None or an integer >= 0"))
-            if self.seed >= 2**63:
-                raise ValueError(f"seed must be below 2**63, got {self.seed}")
+            if self.seed >= 2**64:  # every generator (numpy's, torch's) takes a 64-bit seed
+                raise ValueError(f"seed must be below 2**64, got {self.seed}")
         if not isinstance(self.ignore_eos, (bool, np.bool_)):
             raise TypeError(f"ignore_eos must be True or False, got {self.ignore_eos!r}")
         set_(self, "ignore_eos", bool(self.ignore_eos))
