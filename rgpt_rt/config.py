@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +71,8 @@ class VisionConfig:
 class RegionConfig:
     """Feature refinement, patch merge and mask pooling (the `regiongpt` region extractor)."""
 
-    refine_depth: int = 2  # number of stride-2 ConvTranspose2d layers (each doubles the map side)
-    image_grid: int = 24  # side of the patch-merge output (adaptive average pool of the refined map)
+    refine_depth: int = 2  # number of stride-2 ConvTranspose2d layers (each doubles the map side), 1..MAX_REFINE_DEPTH
+    image_grid: int = 24  # side of the patch-merge output (adaptive average pool of the refined map), 1..refined side
     region_connector: str = "shared"  # "shared" (the image connector) | "linear" (its own Linear)
     mask_eps: float = 1e-8
 
@@ -131,21 +133,222 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> ModelConfig:
-        llm = dict(d["llm"])
-        llm["eos_token_id"] = tuple(llm["eos_token_id"])
-        vis = dict(d["vision"])
-        vis["image_mean"], vis["image_std"] = tuple(vis["image_mean"]), tuple(vis["image_std"])
-        return ModelConfig(
+    def from_dict(d: dict[str, Any], where: str = "model config") -> ModelConfig:
+        """The inverse of to_dict (engine manifests), validated like a checkpoint's config; field names in errors
+        are the dataclass fields (`llm.num_heads`)."""
+        parts = {"vision": VisionConfig, "region": RegionConfig, "connector": ConnectorConfig, "llm": LlamaConfig}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where} must be an object, got {type(d).__name__}")
+        top = {f.name for f in dataclasses.fields(ModelConfig)}
+        for key in top:
+            if key not in d:
+                raise ConfigError(f"{where}: required field '{key}' is missing")
+        unknown = sorted(set(d) - top)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        built: dict[str, Any] = {}
+        for name, cls in parts.items():
+            sub = d[name]
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{where}: field '{name}' must be an object, got {type(sub).__name__}")
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(sub) - known)
+            if unknown:
+                raise ConfigError(f"{where}: unknown field(s) {', '.join(f'{name}.{u}' for u in unknown)}")
+            sub = dict(sub)
+            for key in ("eos_token_id", "image_mean", "image_std"):
+                if key in sub and isinstance(sub[key], list):
+                    sub[key] = tuple(sub[key])
+            try:
+                built[name] = cls(**sub)
+            except TypeError as exc:  # a required field is missing
+                raise ConfigError(f"{where}: field '{name}': {exc}") from None
+        cfg = ModelConfig(
             layout=d["layout"],
-            vision=VisionConfig(**vis),
-            region=RegionConfig(**d["region"]),
-            connector=ConnectorConfig(**d["connector"]),
-            llm=LlamaConfig(**llm),
             conv_template=d["conv_template"],
             image_token=d["image_token"],
             region_token=d["region_token"],
             image_aspect_ratio=d["image_aspect_ratio"],
+            **built,
+        )
+        if cfg.layout not in LAYOUTS:
+            raise ConfigError(f"{where}: layout {cfg.layout!r} is not one of {', '.join(LAYOUTS)}")
+        for key in ("conv_template", "image_token", "region_token", "image_aspect_ratio"):
+            if not isinstance(getattr(cfg, key), str) or not getattr(cfg, key):
+                raise ConfigError(f"{where}: {key} must be a non-empty string, got {getattr(cfg, key)!r}")
+        validate_config(cfg, where, names=None)
+        return cfg
+
+
+# ---- validation ---------------------------------------------------------------------------------------
+# Every config is checked before anything is built from it: sizes are positive integers (numpy integers count,
+# booleans and strings do not), sizes that must divide do, and derived sizes stay sane. Field names in messages
+# are the checkpoint's own (HF_NAMES) when reading a checkpoint, the dataclass fields (`llm.num_heads`) otherwise.
+
+MAX_REFINE_DEPTH = 8  # 2^8 = 256x upsampling of the patch grid; RegionGPT uses 2 (4x)
+
+HF_NAMES: dict[str, dict[str, str]] = {
+    "llm": {
+        "num_layers": "num_hidden_layers",
+        "num_heads": "num_attention_heads",
+        "num_kv_heads": "num_key_value_heads",
+    },
+    "vision": {
+        "num_layers": "num_hidden_layers",
+        "num_heads": "num_attention_heads",
+        "select_layer": "mm_vision_select_layer",
+    },
+    "region": {"refine_depth": "refine"},
+    "connector": {"type": "mm_projector_type"},
+    "model": {},
+}
+
+
+def check_int(value: Any, field: str, where: str, lo: int = 1, hi: int | None = None) -> int:
+    """An integer config value (numpy integers too, never a bool) with lo <= value <= hi, as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{where}: {field} must be an integer, got {value!r}")
+    v = int(value)
+    if v < lo or (hi is not None and v > hi):
+        bound = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ConfigError(f"{where}: {field}={v} is out of range (it must be {bound})")
+    return v
+
+
+def check_float(value: Any, field: str, where: str, lo: float = 0.0, strict: bool = False) -> float:
+    """A finite real config value >= lo (> lo with strict), as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigError(f"{where}: {field} must be a finite number, got {value!r}")
+    v = float(value)
+    if v < lo or (strict and v == lo):
+        raise ConfigError(f"{where}: {field}={v} is out of range (it must be {'>' if strict else '>='} {lo})")
+    return v
+
+
+def _namer(names: dict[str, dict[str, str]] | None):
+    def name(part: str, attr: str) -> str:
+        return f"{part}.{attr}" if names is None else names.get(part, {}).get(attr, attr)
+
+    return name
+
+
+def _wheres(where: str | dict[str, str]) -> dict[str, str]:
+    return (
+        dict(where)
+        if isinstance(where, dict)
+        else {p: where for p in ("llm", "vision", "region", "connector", "model")}
+    )
+
+
+def check_vision(v: VisionConfig, where: str, names: dict[str, dict[str, str]] | None = HF_NAMES) -> None:
+    n = _namer(names)
+    for attr in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "image_size", "patch_size"):
+        check_int(getattr(v, attr), n("vision", attr), where)
+    check_int(v.num_channels, n("vision", "num_channels"), where, lo=3, hi=3)  # frames are RGB
+    check_int(v.select_layer, n("vision", "select_layer"), where, lo=-(v.num_layers + 1), hi=v.num_layers)
+    if v.hidden_size % v.num_heads:
+        raise ConfigError(
+            f"{where}: {n('vision', 'hidden_size')}={v.hidden_size} is not a multiple of "
+            f"{n('vision', 'num_heads')}={v.num_heads}"
+        )
+    if v.patch_size > v.image_size:
+        raise ConfigError(
+            f"{where}: {n('vision', 'patch_size')}={v.patch_size} is larger than "
+            f"{n('vision', 'image_size')}={v.image_size} (no patch fits the image)"
+        )
+    check_float(v.layer_norm_eps, n("vision", "layer_norm_eps"), where)
+    for attr in ("image_mean", "image_std"):
+        vals = getattr(v, attr)
+        if not isinstance(vals, (tuple, list)) or len(vals) != 3:
+            raise ConfigError(f"{where}: {n('vision', attr)} must be 3 numbers (R, G, B), got {vals!r}")
+        for x in vals:
+            check_float(x, n("vision", attr), where, lo=0.0, strict=attr == "image_std")
+    if v.hidden_act not in ("quick_gelu", "gelu_pytorch_tanh", "gelu"):
+        raise ConfigError(f"{where}: vision hidden_act {v.hidden_act!r} is not supported")
+    if v.model_type not in ("clip_vision_model", "siglip_vision_model"):
+        raise ConfigError(f"{where}: vision model_type {v.model_type!r} is not supported")
+    for attr in ("class_token", "pre_layernorm", "patch_bias"):
+        if not isinstance(getattr(v, attr), bool):
+            raise ConfigError(f"{where}: {n('vision', attr)} must be true or false, got {getattr(v, attr)!r}")
+
+
+def check_llm(c: LlamaConfig, where: str, names: dict[str, dict[str, str]] | None = HF_NAMES) -> None:
+    n = _namer(names)
+    for attr in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_layers",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "max_position_embeddings",
+    ):
+        check_int(getattr(c, attr), n("llm", attr), where)
+    if c.num_heads % c.num_kv_heads:
+        raise ConfigError(
+            f"{where}: {n('llm', 'num_heads')}={c.num_heads} is not a multiple of "
+            f"{n('llm', 'num_kv_heads')}={c.num_kv_heads}"
+        )
+    if c.head_dim % 2:
+        raise ConfigError(f"{where}: {n('llm', 'head_dim')}={c.head_dim} must be even (rotary embeddings rotate pairs)")
+    check_float(c.rms_norm_eps, n("llm", "rms_norm_eps"), where)
+    check_float(c.rope_theta, n("llm", "rope_theta"), where, strict=True)
+    s = c.rope_scaling
+    if s is not None:
+        if not isinstance(s, dict) or s.get("rope_type") != "llama3":
+            raise ConfigError(f"{where}: rope_scaling must be null or llama3 parameters, got {s!r}")
+        for key in ("factor", "low_freq_factor", "high_freq_factor"):
+            check_float(s.get(key), f"rope_scaling.{key}", where, strict=True)
+        check_int(s.get("original_max_position_embeddings"), "rope_scaling.original_max_position_embeddings", where)
+        if s["high_freq_factor"] <= s["low_freq_factor"]:
+            raise ConfigError(f"{where}: rope_scaling.high_freq_factor must exceed low_freq_factor, got {s!r}")
+    if not isinstance(c.tie_word_embeddings, bool):
+        raise ConfigError(f"{where}: tie_word_embeddings must be true or false, got {c.tie_word_embeddings!r}")
+    if c.bos_token_id is not None:
+        check_int(c.bos_token_id, n("llm", "bos_token_id"), where, lo=0, hi=c.vocab_size - 1)
+    if not isinstance(c.eos_token_id, tuple):
+        raise ConfigError(f"{where}: {n('llm', 'eos_token_id')} must be an id or a list of ids, got {c.eos_token_id!r}")
+    for e in c.eos_token_id:
+        check_int(e, n("llm", "eos_token_id"), where, lo=0, hi=c.vocab_size - 1)
+
+
+def validate_config(
+    cfg: ModelConfig, where: str | dict[str, str], names: dict[str, dict[str, str]] | None = HF_NAMES
+) -> None:
+    """Check every field and the relations between parts; raise a ConfigError naming the first bad field.
+    `where` names the file (or, per part "llm", "vision", "region", "connector", "model", the files)."""
+    w, n = _wheres(where), _namer(names)
+    check_vision(cfg.vision, w["vision"], names)
+    check_llm(cfg.llm, w["llm"], names)
+    r = cfg.region
+    depth = check_int(r.refine_depth, n("region", "refine_depth"), w["region"], hi=MAX_REFINE_DEPTH)
+    refined = cfg.vision.grid * 2**depth
+    if (
+        isinstance(r.image_grid, bool)
+        or not isinstance(r.image_grid, numbers.Integral)
+        or not 1 <= r.image_grid <= refined
+    ):
+        raise ConfigError(
+            f"{w['region']}: {n('region', 'image_grid')}={r.image_grid!r} must be an integer between 1 and the "
+            f"refined map's side {refined} (the patch merge shrinks the map, it cannot grow it)"
+        )
+    if r.region_connector not in ("shared", "linear"):
+        raise ConfigError(f"{w['region']}: region_connector {r.region_connector!r} is not 'shared' or 'linear'")
+    check_float(r.mask_eps, n("region", "mask_eps"), w["region"], strict=True)
+    c = cfg.connector
+    if c.type not in ("mlp2x_gelu", "mlp_downsample"):
+        raise ConfigError(f"{w['connector']}: {n('connector', 'type')} {c.type!r} is not supported")
+    if c.in_features != cfg.vision.hidden_size or c.out_features != cfg.llm.hidden_size:
+        raise ConfigError(
+            f"{w['connector']}: the connector maps {c.in_features} -> {c.out_features} features but the vision "
+            f"tower has {cfg.vision.hidden_size} and the LLM {cfg.llm.hidden_size}"
+        )
+    ctx = cfg.llm.max_position_embeddings
+    if cfg.num_image_tokens + 1 >= ctx:
+        raise ConfigError(
+            f"{w['llm']}: {n('llm', 'max_position_embeddings')}={ctx} leaves no room for a prompt: the image alone "
+            f"takes {cfg.num_image_tokens} tokens"
         )
 
 
@@ -158,17 +361,25 @@ def _need(d: dict[str, Any], key: str, where: str) -> Any:
     return d[key]
 
 
+def _object(d: Any, field: str, where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: {field} must be a JSON object, got {type(d).__name__}")
+    return d
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(Path(path).read_text())
+        d = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    return _object(d, "the file", str(path))
 
 
 def vision_config_from_hf(d: dict[str, Any], select_layer: int, where: str) -> VisionConfig:
     """Read a Hugging Face CLIPVisionConfig / SiglipVisionConfig dict."""
+    _object(d, "vision_config", where)
     model_type = d.get("model_type", "clip_vision_model")
     if model_type in ("clip_vision_model", "clip"):
         flavour = dict(
@@ -198,8 +409,9 @@ def vision_config_from_hf(d: dict[str, Any], select_layer: int, where: str) -> V
             "(expected clip_vision_model or siglip_vision_model)"
         )
     if "image_mean" in d:
-        flavour["image_mean"] = tuple(d["image_mean"])
-        flavour["image_std"] = tuple(_need(d, "image_std", where))
+        for key in ("image_mean", "image_std"):
+            vals = _need(d, key, where)
+            flavour[key] = tuple(vals) if isinstance(vals, (list, tuple)) else vals
     cfg = VisionConfig(
         hidden_size=_need(d, "hidden_size", where),
         intermediate_size=_need(d, "intermediate_size", where),
@@ -211,48 +423,58 @@ def vision_config_from_hf(d: dict[str, Any], select_layer: int, where: str) -> V
         num_channels=d.get("num_channels", 3),
         **flavour,
     )
-    if cfg.hidden_act not in ("quick_gelu", "gelu_pytorch_tanh", "gelu"):
-        raise ConfigError(f"{where}: vision hidden_act '{cfg.hidden_act}' is not supported")
-    cfg.layers_used  # noqa: B018 - validates select_layer now rather than at first use
+    check_vision(cfg, where)
     return cfg
 
 
 def _rope(d: dict[str, Any], where: str) -> tuple[float, dict[str, Any] | None]:
     """rope_theta and Llama-3 scaling from classic fields or transformers v5 `rope_parameters`."""
     params = d.get("rope_parameters")
-    theta = d.get("rope_theta", (params or {}).get("rope_theta", 10000.0))
+    if params is not None:
+        _object(params, "rope_parameters", where)
+    theta = check_float(
+        d.get("rope_theta", (params or {}).get("rope_theta", 10000.0)), "rope_theta", where, strict=True
+    )
     scaling = d.get("rope_scaling")
     if scaling is None and params and params.get("rope_type", "default") != "default":
         scaling = params
     if scaling is None:
-        return float(theta), None
+        return theta, None
+    _object(scaling, "rope_scaling", where)
     rope_type = scaling.get("rope_type", scaling.get("type"))
     if rope_type == "default":
-        return float(theta), None
+        return theta, None
     if rope_type != "llama3":
         raise ConfigError(f"{where}: rope scaling type '{rope_type}' is not supported (only llama3)")
     keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
     out = {"rope_type": "llama3", **{k: _need(scaling, k, f"{where} rope_scaling") for k in keys}}
-    return float(theta), out
+    return theta, out
 
 
 def llama_config_from_hf(d: dict[str, Any], where: str) -> LlamaConfig:
-    heads = _need(d, "num_attention_heads", where)
-    hidden = _need(d, "hidden_size", where)
+    heads = check_int(_need(d, "num_attention_heads", where), "num_attention_heads", where)
+    hidden = check_int(_need(d, "hidden_size", where), "hidden_size", where)
     theta, scaling = _rope(d, where)
     eos = d.get("eos_token_id", 2)
     eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
-    kv = d.get("num_key_value_heads") or heads
-    if heads % kv:
-        raise ConfigError(f"{where}: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}")
-    return LlamaConfig(
+    kv = d.get("num_key_value_heads")
+    kv = heads if kv is None else kv
+    head_dim = d.get("head_dim")
+    if head_dim is None:
+        if hidden % heads:
+            raise ConfigError(
+                f"{where}: hidden_size={hidden} is not a multiple of num_attention_heads={heads} (and no head_dim "
+                "is given)"
+            )
+        head_dim = hidden // heads
+    cfg = LlamaConfig(
         vocab_size=_need(d, "vocab_size", where),
         hidden_size=hidden,
         intermediate_size=_need(d, "intermediate_size", where),
         num_layers=_need(d, "num_hidden_layers", where),
         num_heads=heads,
         num_kv_heads=kv,
-        head_dim=d.get("head_dim") or hidden // heads,
+        head_dim=head_dim,
         rms_norm_eps=d.get("rms_norm_eps", 1e-6),
         rope_theta=theta,
         rope_scaling=scaling,
@@ -261,25 +483,31 @@ def llama_config_from_hf(d: dict[str, Any], where: str) -> LlamaConfig:
         bos_token_id=d.get("bos_token_id"),
         eos_token_id=eos_ids,
     )
+    check_llm(cfg, where)
+    return cfg
 
 
-def _refine_depth(name: str, where: str) -> int:
+def _refine_depth(name: Any, where: str) -> int:
     # "deconv2x2" (this project's name: two 2x2 stride-2 deconvolutions) or SpatialRGPT's "deconv{k}x".
     if name == "deconv2x2":
         return 2
-    m = re.fullmatch(r"deconv(\d+)x", name)
-    if m and int(m.group(1)) >= 1:
+    m = re.fullmatch(r"deconv(\d{1,6})x", name) if isinstance(name, str) else None
+    if m and 1 <= int(m.group(1)) <= MAX_REFINE_DEPTH:
         return int(m.group(1))
-    raise ConfigError(f"{where}: region refinement '{name}' is not supported (expected deconv2x2)")
+    raise ConfigError(
+        f"{where}: region refinement {name!r} is not supported (refine: deconv2x2, or deconv{{k}}x with "
+        f"1 <= k <= {MAX_REFINE_DEPTH})"
+    )
 
 
 def _region_config(d: dict[str, Any], default_grid: int, connector: str, where: str) -> RegionConfig:
+    _object(d, "region_extractor", where)
     kind = d.get("type", d.get("region_extractor_type", "regiongpt"))
     if kind != "regiongpt":
         raise ConfigError(f"{where}: region extractor type '{kind}' is not supported (expected regiongpt)")
     return RegionConfig(
         refine_depth=_refine_depth(d.get("refine", "deconv2x2"), where),
-        image_grid=int(d.get("image_grid", default_grid)),
+        image_grid=d.get("image_grid", default_grid),
         region_connector=connector,
     )
 
@@ -312,14 +540,14 @@ def read_llava_config(path: Path) -> ModelConfig:
     vision = vision_config_from_hf(
         _need(d, "vision_config", where), d.get("mm_vision_select_layer", -2), f"{where} vision_config"
     )
-    re_cfg = d.get("region_extractor", {})
+    re_cfg = _object(d.get("region_extractor", {}), "region_extractor", where)
     shared = re_cfg.get("shared_connector", True)
-    region = _region_config(re_cfg, vision.grid, "shared" if shared else "linear", where)
+    region = _region_config(re_cfg, vision.grid, "shared" if shared else "linear", f"{where} region_extractor")
     llm = llama_config_from_hf(d, where)
     connector = ConnectorConfig(
         _check_connector(d.get("mm_projector_type", "mlp2x_gelu"), where), vision.hidden_size, llm.hidden_size
     )
-    return ModelConfig(
+    cfg = ModelConfig(
         layout="llava",
         vision=vision,
         region=region,
@@ -330,6 +558,17 @@ def read_llava_config(path: Path) -> ModelConfig:
         region_token=d.get("region_token", "<region>"),
         image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
     )
+    validate_config(
+        cfg,
+        {
+            "llm": where,
+            "vision": f"{where} vision_config",
+            "region": f"{where} region_extractor",
+            "connector": where,
+            "model": where,
+        },
+    )
+    return cfg
 
 
 def read_vila_config(path: Path) -> ModelConfig:
@@ -344,8 +583,8 @@ def read_vila_config(path: Path) -> ModelConfig:
         llm.hidden_size,
     )
     re_d = read_json(path / "region_extractor" / "config.json")
-    region = _region_config(re_d, vision.grid, "linear", str(path / "region_extractor"))
-    return ModelConfig(
+    region = _region_config(re_d, vision.grid, "linear", str(path / "region_extractor" / "config.json"))
+    cfg = ModelConfig(
         layout="vila",
         vision=vision,
         region=region,
@@ -356,10 +595,21 @@ def read_vila_config(path: Path) -> ModelConfig:
         region_token=top.get("region_token", "<mask>"),
         image_aspect_ratio=top.get("image_aspect_ratio", "pad"),
     )
+    validate_config(
+        cfg,
+        {
+            "llm": str(path / "llm" / "config.json"),
+            "vision": str(path / "vision_tower" / "config.json"),
+            "region": str(path / "region_extractor" / "config.json"),
+            "connector": str(path / "mm_projector" / "config.json"),
+            "model": str(path),
+        },
+    )
+    return cfg
 
 
 def read_config(path: str | Path) -> ModelConfig:
-    """Read a checkpoint directory of either layout into a ModelConfig."""
+    """Read a checkpoint directory of either layout into a ModelConfig, validated (see validate_config)."""
     p = Path(path)
     layout = detect_layout(p)
     return read_vila_config(p) if layout == "vila" else read_llava_config(p)

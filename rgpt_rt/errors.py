@@ -7,12 +7,15 @@ class RgptError(Exception):
     """Base class of every error rgpt_rt raises on purpose."""
 
 
-class ConfigError(RgptError, ValueError):
-    """A checkpoint or engine config is missing a field or holds a value this runtime does not support."""
-
-
 class CheckpointError(RgptError):
     """A checkpoint cannot be loaded: missing, unexpected or mis-shaped tensors, or an unsafe format."""
+
+
+class ConfigError(CheckpointError, ValueError):
+    """A checkpoint's config or tokenizer files are missing a field, or hold a value this runtime does not support
+    (a size that is not a positive integer, sizes that do not divide, a layer count the weights do not have, token
+    ids past the vocabulary). The message names the file and the field. Engine directories wrap these into an
+    EngineError."""
 
 
 class InputError(RgptError, ValueError):

@@ -7,6 +7,25 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 
+def _int_option(name: str, value, lo: int, what: str | None = None) -> int:
+    """An integer option: Python or numpy integers (never bools), at least `lo`, returned as a Python int."""
+    what = what or f"an integer >= {lo}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    if value < lo:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
+def _float_option(name: str, value) -> float:
+    """A finite real option (Python or numpy ints and floats), returned as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Greedy by default. temperature > 0 samples (after top-k, then top-p); `seed` makes sampling repeatable."""
@@ -21,22 +40,41 @@ class GenerationConfig:
     ignore_eos: bool = False  # keep generating past end-of-sequence (benchmarks that need N tokens)
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        else:
-            object.__setattr__(self, "stop", tuple(self.stop))
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        # Normalise what callers naturally pass (numpy integers and floats, stop=None or one string) to plain
+        # Python values, and refuse anything else with an error that names the option.
+        set_ = object.__setattr__
+        set_(
+            self, "max_new_tokens", _int_option("max_new_tokens", self.max_new_tokens, lo=1, what="a positive integer")
+        )
+        set_(self, "top_k", _int_option("top_k", self.top_k, lo=0, what="an integer >= 0 (0 = off)"))
+        set_(self, "temperature", _float_option("temperature", self.temperature))
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        set_(self, "top_p", _float_option("top_p", self.top_p))
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        set_(self, "repetition_penalty", _float_option("repetition_penalty", self.repetition_penalty))
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if any(not s for s in self.stop):
+        stop = self.stop
+        if stop is None:
+            stop = ()
+        elif isinstance(stop, str):
+            stop = (stop,)
+        elif isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
+            stop = tuple(stop)
+        else:
+            raise TypeError(f"stop must be a string or a list of strings, got {stop!r}")
+        if any(not s for s in stop):
             raise ValueError("stop strings must be non-empty")
+        set_(self, "stop", stop)
+        if self.seed is not None:
+            set_(self, "seed", _int_option("seed", self.seed, lo=0, what="None or an integer >= 0"))
+            if self.seed >= 2**64:  # every generator (numpy's, torch's) takes a 64-bit seed
+                raise ValueError(f"seed must be below 2**64, got {self.seed}")
+        if not isinstance(self.ignore_eos, (bool, np.bool_)):
+            raise TypeError(f"ignore_eos must be True or False, got {self.ignore_eos!r}")
+        set_(self, "ignore_eos", bool(self.ignore_eos))
 
     @staticmethod
     def from_kwargs(**kwargs) -> GenerationConfig:

@@ -172,6 +172,8 @@ def category_instruction(vocabulary: list[str] | None) -> str:
 
 
 def refer_instruction(n: int, expression: str) -> str:
+    if not isinstance(expression, str):
+        raise PromptError(f"the refer expression must be a string, got {type(expression).__name__}")
     if n < 1:
         raise PromptError("refer needs at least one region mask")
     marks = [REGION] * n
@@ -179,9 +181,29 @@ def refer_instruction(n: int, expression: str) -> str:
     return task_instruction("refer", regions=regions, expression=expression)
 
 
+def check_instruction(text: object, what: str = "instruction") -> str:
+    if not isinstance(text, str):
+        raise PromptError(f"the {what} must be a string, got {type(text).__name__}: {text!r:.60}")
+    return text
+
+
 def count_regions(text: str, region_token: str = REGION) -> int:
+    check_instruction(text)
     tokens = {REGION, region_token}
     return len(re.findall("|".join(re.escape(t) for t in tokens), text))
+
+
+def check_turns(turns: list[tuple[str, str | None]]) -> None:
+    """Every turn is an (instruction, answer) pair of strings; the last turn's answer is None (to be generated)."""
+    if not isinstance(turns, (list, tuple)):
+        raise PromptError(f"history must be a list of (instruction, answer) pairs, got {type(turns).__name__}")
+    for i, turn in enumerate(turns):
+        last = i == len(turns) - 1
+        if not isinstance(turn, (tuple, list)) or len(turn) != 2:
+            raise PromptError(f"history turn {i} must be an (instruction, answer) pair, got {turn!r:.80}")
+        check_instruction(turn[0], "instruction" if last else f"instruction of history turn {i}")
+        if not (turn[1] is None and last):
+            check_instruction(turn[1], f"answer of history turn {i}")
 
 
 def prompt_parts(turns: list[tuple[str, str | None]], template: str) -> list[tuple[str, bool]]:
@@ -191,6 +213,7 @@ def prompt_parts(turns: list[tuple[str, str | None]], template: str) -> list[tup
     if template not in TEMPLATES:
         raise PromptError(f"unknown conversation template '{template}'; known: {', '.join(TEMPLATES)}")
     t = TEMPLATES[template]
+    check_turns(turns)
     parts = [(t.head + IMAGE + "\n", True)]
     for i, (instruction, answer) in enumerate(turns):
         parts.append(((t.user if i else "") + instruction + t.assistant, True))

@@ -34,10 +34,12 @@ from .backends import Backend, open_backend
 from .errors import MaskError, PromptError
 from .generation import GenerationConfig, GenerationResult, Timings
 from .inputs import load_frame, preprocess_masks, to_masks
+from .inputs.regions import _is_box_tuple
 from .prompts import (
     COCO80,
     TEMPLATES,
     category_instruction,
+    check_turns,
     count_regions,
     match_category,
     parse_refer,
@@ -218,8 +220,9 @@ class Runtime:
         first masks, in order, and this turn's the rest.
         """
         gen = GenerationConfig.from_kwargs(**generation)
+        turns = [*history, (instruction, None)] if isinstance(history, (list, tuple)) else history
+        check_turns(turns)  # before the vision stage: a bad instruction costs nothing
         visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
-        turns = [*history, (instruction, None)]
         return self._generate(visual, turns, list(range(visual.n_regions)), gen, return_first_logits)
 
     def ask(self, frame: Any, instruction: str, masks: Any = None, **kwargs) -> str:
@@ -237,6 +240,7 @@ class Runtime:
     ) -> Iterator[str]:
         """Iterator of text pieces; their concatenation equals `ask(...)` with the same arguments."""
         gen = GenerationConfig.from_kwargs(**generation)
+        check_turns([(instruction, None)])
         visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
         ids = self._prompt_ids(visual, [(instruction, None)], list(range(visual.n_regions)))
         return (piece for _, piece in self._decode(visual, [ids], gen, []))
@@ -277,12 +281,19 @@ class Runtime:
         gen = GenerationConfig.from_kwargs(**generation)
         img = load_frame(frame, bgr=bgr)
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
-        stack = to_masks(masks, img.shape[:2], allow_empty=allow)
         turns = [(task_instruction(task), None)]
         texts: list[str] = []
         step = int(batch_size) if batch else 1
-        for lo in range(0, len(stack), step):  # each chunk encodes its masks (the frame is cached where possible)
-            visual = self.encode(img, stack[lo : lo + step], allow_empty_masks=True)
+        regions = _region_list(masks)  # masks are made per batch: any number of regions fits in memory
+        for lo in range(0, len(regions), step):
+            stack = to_masks(regions[lo : lo + step], img.shape[:2], allow_empty=True)
+            empty = [lo + i for i in range(len(stack)) if not allow and not stack[i].any()]
+            if empty:
+                raise MaskError(
+                    f"region {', '.join(map(str, empty))} (0-based) is empty: its mask has no pixel inside the "
+                    "frame. Pass allow_empty_masks=True to describe an empty region anyway (it pools to zeros)"
+                )
+            visual = self.encode(img, stack, allow_empty_masks=True)  # the frame is cached where possible
             ids = [self._prompt_ids(visual, turns, [k]) for k in range(visual.n_regions)]
             results: list[GenerationResult] = []
             for _ in self._decode(visual, ids, gen, results):
@@ -352,3 +363,14 @@ class Runtime:
         from .chat import Chat
 
         return Chat(self, frame, masks, bgr=bgr)
+
+
+def _region_list(masks: Any) -> list:
+    """describe_many's regions as a list of single regions (a [N, H, W] array is N masks; a box is one)."""
+    if masks is None:
+        return []
+    if isinstance(masks, np.ndarray) and masks.ndim == 3:
+        return list(masks)
+    if isinstance(masks, (list, tuple)) and not _is_box_tuple(masks):
+        return list(masks)
+    return [masks]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .config import ModelConfig
+from .config import ModelConfig, read_json
 from .errors import ConfigError, PromptError
 from .prompts import IMAGE, TEMPLATES, split_prompt
 
@@ -17,16 +16,45 @@ def find_tokenizer_dir(path: Path) -> Path:
     raise ConfigError(f"no tokenizer.json in {path} or {path / 'llm'}")
 
 
+def _read_tokenizer(file: Path):
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for every kind of bad file
+        raise ConfigError(
+            f"{file} is not a readable tokenizer.json ({exc}); copy it again from the checkpoint"
+        ) from None
+
+
+def check_vocabulary(tok, vocab_size: int, file: Path) -> None:
+    """Every id the tokenizer can produce (its vocabulary and every added or special token) must be below the
+    model's vocab_size: ids >= vocab_size address the multimodal table, so one past the end would be read as an
+    image embedding. A tokenizer smaller than the vocabulary (padded embedding tables) is fine."""
+    vocab = tok.get_vocab(with_added_tokens=True)  # token -> id
+    if not vocab:
+        raise ConfigError(f"{file} has an empty vocabulary")
+    if max(vocab.values()) >= vocab_size:
+        past = sorted((i, t) for t, i in vocab.items() if i >= vocab_size)
+        shown = ", ".join(f"{t!r} (id {i})" for i, t in past[:5]) + (" …" if len(past) > 5 else "")
+        raise ConfigError(
+            f"{file}: {shown} {'is' if len(past) == 1 else 'are'} past the end of the model's vocabulary "
+            f"(vocab_size {vocab_size}, ids 0..{vocab_size - 1}); ids from {vocab_size} on address the image and "
+            "region embeddings. The tokenizer does not belong to this model (tokens added without resizing the "
+            "embeddings?): use the tokenizer the checkpoint was trained with"
+        )
+
+
 class PromptTokenizer:
     def __init__(self, path: str | Path, cfg: ModelConfig):
-        from tokenizers import Tokenizer
-
         folder = find_tokenizer_dir(Path(path))
-        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        file = folder / "tokenizer.json"
+        self.tok = _read_tokenizer(file)
         self.cfg = cfg
         self.vocab_size = cfg.llm.vocab_size
+        check_vocabulary(self.tok, self.vocab_size, file)
         conf_file = folder / "tokenizer_config.json"
-        conf = json.loads(conf_file.read_text()) if conf_file.is_file() else {}
+        conf = read_json(conf_file) if conf_file.is_file() else {}
         bos = cfg.llm.bos_token_id
         if bos is None and isinstance(conf.get("bos_token"), str):
             bos = self.tok.token_to_id(conf["bos_token"])
@@ -38,6 +66,12 @@ class PromptTokenizer:
         if template is not None and self.tok.token_to_id(template.stop) is not None:
             stops.add(self.tok.token_to_id(template.stop))
         self.stop_ids = frozenset(stops)
+        for name, ids in (("bos_token_id", [self.bos_id]), ("eos_token_id", sorted(self.stop_ids))):
+            bad = [i for i in ids if not 0 <= i < self.vocab_size]
+            if bad:
+                raise ConfigError(
+                    f"{path}: {name} {bad} is outside the model's vocabulary (vocab_size {self.vocab_size})"
+                )
 
     def encode_text(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..engine import read_manifest
+from ..engine.manifest import REBUILD
+from ..errors import EngineError
 from ..inputs import preprocess_frame
 from ..ops import region_pool
 from ..sampling import HostSampler
@@ -41,7 +43,12 @@ class OnnxBackend:
 
         def session(graph: str):
             path = self.manifest.file(self.manifest.graph(graph)["onnx"])
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            try:
+                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own types for truncated or corrupt graphs
+                raise EngineError(f"{path}: ONNX Runtime cannot load the {graph} graph ({exc}); {REBUILD}") from None
+            self.manifest.check_session(graph, path, sess)  # a swapped or foreign graph: EngineError naming it
+            return sess
 
         self.vision, self.connector, self.decoder = session("vision"), session("connector"), session("decoder")
         self.float = np.float16 if self.manifest.data.get("graph_precision", "fp32") == "fp16" else np.float32

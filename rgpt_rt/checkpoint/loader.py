@@ -1,18 +1,20 @@
 """Load a checkpoint of either layout into RegionGPT: safetensors only, single file or sharded.
 
-Every problem with the tensors (missing, unexpected, wrong shape) is collected first and reported by name
-in one CheckpointError, before any weight is read.
+Every problem with the tensors (missing, unexpected, wrong shape, not floating point) is collected first and
+reported by name in one CheckpointError, before any weight is read. The layer counts the config promises are
+compared with the tensors the files hold before the model is built, so an absurd count fails in milliseconds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
 from ..config import ModelConfig, read_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..model.regiongpt import RegionGPT
 from .layouts import groups, is_ignored, routes, to_ours, to_theirs
 
@@ -25,6 +27,8 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
 }
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# safetensors dtypes a weight may have (converted to the load dtype); integer and bool tensors are refused.
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 INDEX = "model.safetensors.index.json"
 
 
@@ -46,8 +50,14 @@ def weight_files(folder: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{index} is not a valid safetensors index: {exc}") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) and f for f in weight_map.values()):
+            raise CheckpointError(f"{index}: weight_map must map tensor names to shard file names")
+        base = folder.resolve()
+        outside = sorted({f for f in weight_map.values() if not (folder / f).resolve().is_relative_to(base)})
+        if outside:
+            raise CheckpointError(f"{index} names shard files outside {folder}: {', '.join(outside[:5])}")
         files = sorted({folder / f for f in weight_map.values()})
         absent = [f.name for f in files if not f.is_file()]
         if absent:
@@ -68,12 +78,15 @@ def weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"no weights found in {folder} (expected model.safetensors or {INDEX})")
 
 
-def _scan(path: Path, cfg: ModelConfig) -> tuple[dict[str, tuple[Path, str, tuple[int, ...]]], list[str]]:
+Found = dict[str, tuple[Path, str, tuple[int, ...], str]]  # our key -> (file, their name, shape, safetensors dtype)
+
+
+def _scan(path: Path, cfg: ModelConfig) -> tuple[Found, list[str]]:
     """Map every checkpoint tensor to our key without reading data. Returns (found, unexpected names)."""
     from safetensors import safe_open
 
     table = routes(cfg)
-    found: dict[str, tuple[Path, str, tuple[int, ...]]] = {}
+    found: Found = {}
     unexpected: list[str] = []
     for group in groups(cfg):
         folder = path / group if group else path
@@ -91,8 +104,67 @@ def _scan(path: Path, cfg: ModelConfig) -> tuple[dict[str, tuple[Path, str, tupl
                     if ours is None:
                         unexpected.append(shown)
                     else:
-                        found[ours] = (file, name, tuple(f.get_slice(name).get_shape()))
+                        sl = f.get_slice(name)
+                        found[ours] = (file, name, tuple(sl.get_shape()), str(sl.get_dtype()))
     return found, unexpected
+
+
+def _count(found: Found, pattern: str) -> int:
+    """1 + the largest index {i} among our keys matching `pattern` (a regex with one group), 0 if none."""
+    idx = [int(m.group(1)) for k in found if (m := re.match(pattern, k))]
+    return max(idx) + 1 if idx else 0
+
+
+def check_layer_counts(cfg: ModelConfig, found: Found, path: Path) -> None:
+    """The layer counts of the config against the layers the files hold: raise a ConfigError naming the field.
+    Run before the model is built, so `num_hidden_layers: 1000000` costs a header read, not a million modules."""
+    vision_where = "vision_config" if cfg.layout == "llava" else "vision_tower/config.json"
+    llm_where = "config.json" if cfg.layout == "llava" else "llm/config.json"
+    region_where = "config.json region_extractor" if cfg.layout == "llava" else "region_extractor/config.json"
+    refiner = _count(found, r"refiner\.(\d+)\.")
+    checks = [
+        (f"{llm_where} num_hidden_layers", cfg.llm.num_layers, _count(found, r"llm\.model\.layers\.(\d+)\."), "layers"),
+        (
+            f"{vision_where} num_hidden_layers",
+            cfg.vision.num_layers,
+            _count(found, r"vision\.encoder\.layers\.(\d+)\."),
+            "layers",
+        ),
+        # stage j's ConvTranspose2d is module 3j (ConvT, LayerNorm2d, GELU per stage), so depth = last // 3 + 1
+        (f"{region_where} refine", cfg.region.refine_depth, (refiner - 1) // 3 + 1 if refiner else 0, "stages"),
+    ]
+    for field, says, has, unit in checks:
+        if says != has:
+            raise ConfigError(
+                f"{path}: {field} says {says} {unit} but the weights have {has}; fix the config (or the weights)"
+            )
+
+
+# Sizes the first tensors of each part imply, per dimension: (part, field) of the config, as named in messages.
+_IMPLIED = {
+    "llm.model.embed_tokens.weight": (("llm", "vocab_size"), ("llm", "hidden_size")),
+    "llm.model.layers.0.mlp.gate_proj.weight": (("llm", "intermediate_size"), ("llm", "hidden_size")),
+    "vision.embeddings.patch_embedding.weight": (
+        ("vision", "hidden_size"),
+        ("vision", "num_channels"),
+        ("vision", "patch_size"),
+        ("vision", "patch_size"),
+    ),
+    "vision.encoder.layers.0.mlp.fc1.weight": (("vision", "intermediate_size"), ("vision", "hidden_size")),
+}
+
+
+def _implied_hints(cfg: ModelConfig, found: Found, expected: dict[str, tuple[int, ...]]) -> list[str]:
+    """For mis-shaped tensors whose dimensions are single config fields: which field disagrees with the weights."""
+    hints: list[str] = []
+    for key, dims in _IMPLIED.items():
+        if key not in found or key not in expected or len(found[key][2]) != len(dims):
+            continue
+        for (part, attr), has, wants in zip(dims, found[key][2], expected[key]):
+            hint = f"{part} {attr}={getattr(getattr(cfg, part), attr)} but the weights imply {has} ({found[key][1]})"
+            if has != wants and hint not in hints:
+                hints.append(hint)
+    return hints
 
 
 def load_model(
@@ -107,10 +179,11 @@ def load_model(
     path = Path(path)
     cfg = cfg or read_config(path)
     torch_dtype = resolve_dtype(dtype)
+    found, unexpected = _scan(path, cfg)
+    check_layer_counts(cfg, found, path)
     with torch.device("meta"):
         model = RegionGPT(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found, unexpected = _scan(path, cfg)
     table = routes(cfg)
 
     def where(key: str) -> str:
@@ -124,19 +197,24 @@ def load_model(
         for k, s in expected.items()
         if k in found and found[k][2] != s
     )
-    if missing or unexpected or misshaped:
+    not_float = sorted(f"{where(k)}: {found[k][3]}" for k in expected if k in found and found[k][3] not in FLOAT_DTYPES)
+    hints = _implied_hints(cfg, found, expected)
+    if missing or unexpected or misshaped or not_float:
         parts = [f"cannot load {path} ({cfg.layout} layout):"]
+        if hints:
+            parts.append("  the config disagrees with the weights: " + "; ".join(hints))
         for title, items in (
             ("missing tensors", missing),
             ("unexpected tensors", unexpected),
             ("tensors with the wrong shape", misshaped),
+            (f"tensors that are not floating point ({', '.join(FLOAT_DTYPES)} load)", not_float),
         ):
             if items:
                 parts.append(f"  {len(items)} {title}: " + "; ".join(items[:20]) + (" …" if len(items) > 20 else ""))
         raise CheckpointError("\n".join(parts))
 
     by_file: dict[Path, list[str]] = {}
-    for key, (file, _, _) in found.items():
+    for key, (file, _, _, _) in found.items():
         by_file.setdefault(file, []).append(key)
     state: dict[str, torch.Tensor] = {}
     for file, keys in by_file.items():

@@ -1,4 +1,11 @@
-"""Frames: numpy HxWx3 uint8 (RGB, or BGR with bgr=True), PIL images, file paths and encoded bytes."""
+"""Frames: numpy HxWx3 uint8 (RGB, or BGR with bgr=True), PIL images, file paths and encoded bytes.
+
+Frame size limit: a frame may have at most MAX_FRAME_PIXELS pixels (H x W; default 8192 x 8192 = 67,108,864,
+about 200 MB of RGB and 270 MB per full-resolution float mask). Encoded images are checked from their header,
+before any pixel is decoded, so a few bytes that declare a huge image allocate nothing. Raise the limit with the
+environment variable RGPT_MAX_FRAME_PIXELS (read at import) or by setting rgpt_rt.inputs.frames.MAX_FRAME_PIXELS.
+COCO RLE masks that declare a size are held to the same limit (rgpt_rt.inputs.rle).
+"""
 
 from __future__ import annotations
 
@@ -14,15 +21,49 @@ from ..errors import FrameError
 
 Frame = Any  # np.ndarray | PIL.Image.Image | str | os.PathLike | bytes
 
+DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192
+LIMIT_HELP = (
+    "raise the limit with the environment variable RGPT_MAX_FRAME_PIXELS or rgpt_rt.inputs.frames.MAX_FRAME_PIXELS"
+)
+
+
+def _limit_from_env() -> int:
+    raw = os.environ.get("RGPT_MAX_FRAME_PIXELS")
+    if raw is None:
+        return DEFAULT_MAX_FRAME_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"RGPT_MAX_FRAME_PIXELS must be a positive integer (a pixel count), got {raw!r}")
+    return value
+
+
+MAX_FRAME_PIXELS = _limit_from_env()
+
+
+def check_frame_size(h: int, w: int, what: str = "frame") -> None:
+    """Refuse a frame (or a declared size) of more than MAX_FRAME_PIXELS pixels, before it is allocated."""
+    limit = MAX_FRAME_PIXELS
+    if h * w > limit:
+        raise FrameError(f"{what} is {w}x{h} (WxH) = {h * w} pixels, over the limit of {limit} pixels; {LIMIT_HELP}")
+
 
 def _decode(data: bytes, what: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            check_frame_size(im.height, im.width, f"image {what}")
             im.verify()  # container checks (PNG chunk CRCs) that a plain decode skips
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # forces a full decode, so truncated files fail here and not later
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's ceiling (header)
+        raise FrameError(
+            f"image {what} is over the frame size limit of {MAX_FRAME_PIXELS} pixels ({exc}); {LIMIT_HELP} "
+            "(past Pillow's own ceiling, also PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise FrameError(f"cannot decode image {what}: {exc}") from None
 
 
@@ -33,6 +74,7 @@ def load_frame(frame: Frame, bgr: bool = False) -> np.ndarray:
     PIL images are converted to RGB; paths and bytes are decoded with PIL.
     """
     if isinstance(frame, Image.Image):
+        check_frame_size(frame.height, frame.width)
         arr = np.asarray(frame.convert("RGB"))
     elif isinstance(frame, (bytes, bytearray, memoryview)):
         arr = _decode(bytes(frame), f"from {len(frame)} bytes")
@@ -49,6 +91,7 @@ def load_frame(frame: Frame, bgr: bool = False) -> np.ndarray:
             )
         if frame.dtype != np.uint8:
             raise FrameError(f"frame must be uint8 (0..255), got dtype {frame.dtype}")
+        check_frame_size(frame.shape[0], frame.shape[1])
         arr = frame[..., ::-1] if bgr else frame
     else:
         raise FrameError(

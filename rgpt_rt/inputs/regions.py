@@ -14,6 +14,8 @@ covers [c, c+1) x [r, r+1) and belongs to a shape when its centre (c + 0.5, r + 
 
 from __future__ import annotations
 
+import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +33,24 @@ class Box:
     x1: float
     y1: float
 
+    def __post_init__(self):
+        for name in ("x0", "y0", "x1", "y1"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise MaskError(f"box coordinate {name} must be a number (pixels), got {v!r}")
+
 
 @dataclass(frozen=True)
 class Polygon:
     points: tuple[tuple[float, float], ...]
 
     def __init__(self, points: Sequence[Sequence[float]]):
-        pts = np.asarray(points, dtype=np.float64)
+        if isinstance(points, (str, bytes)):
+            raise MaskError(f"a polygon must be a list of (x, y) points, got {type(points).__name__}")
+        try:
+            pts = np.asarray(points, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # non-numeric coordinates, ragged point lists
+            raise MaskError(f"a polygon must be a list of (x, y) points of numbers: {exc}") from None
         if pts.ndim == 1 and pts.size % 2 == 0:  # flat [x0, y0, x1, y1, ...] as in COCO
             pts = pts.reshape(-1, 2)
         if pts.ndim != 2 or pts.shape[1] != 2:
@@ -106,10 +119,16 @@ def _array_masks(arr: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _is_box_tuple(x: Any) -> bool:
+    """A 4-sequence of scalars is a box (x0, y0, x1, y1); Box() then checks that they are numbers. A sequence of
+    four regions (arrays, dicts, Boxes, Polygons, sequences) is not."""
     return (
         isinstance(x, (tuple, list))
         and len(x) == 4
-        and all(isinstance(v, (int, float, np.integer, np.floating)) for v in x)
+        and not any(
+            isinstance(v, (np.ndarray, dict, list, tuple, Box, Polygon))
+            or (hasattr(v, "__array__") and not isinstance(v, np.generic))  # torch tensors are masks
+            for v in x
+        )
     )
 
 
@@ -122,10 +141,7 @@ def _one(region: Any, h: int, w: int) -> np.ndarray:
     if isinstance(region, Polygon):
         return polygon_mask(region, h, w)[None].astype(np.float32)
     if isinstance(region, dict):
-        m = rle_decode(region)
-        if m.shape != (h, w):
-            raise MaskError(f"RLE size {m.shape[1]}x{m.shape[0]} (WxH) differs from the frame's {w}x{h}")
-        return m[None].astype(np.float32)
+        return rle_decode(region, shape=(h, w))[None].astype(np.float32)  # size checked before decoding
     if isinstance(region, np.ndarray):
         return _array_masks(region, h, w)
     if hasattr(region, "__array__") and hasattr(region, "shape"):  # torch tensors and the like
@@ -136,12 +152,45 @@ def _one(region: Any, h: int, w: int) -> np.ndarray:
     )
 
 
+def _limit_from_env() -> int:
+    raw = os.environ.get("RGPT_MAX_MASK_BYTES")
+    if raw is None:
+        return 4 << 30
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"RGPT_MAX_MASK_BYTES must be a positive integer (bytes), got {raw!r}")
+    return value
+
+
+# The float32 masks of one call at frame size (N x H x W x 4 bytes) may take at most this many bytes: 4 GiB by
+# default (about 500 regions of a 1920x1080 frame, 3500 of 640x480). Raise it with the environment variable
+# RGPT_MAX_MASK_BYTES or by setting rgpt_rt.inputs.regions.MAX_MASK_BYTES.
+MAX_MASK_BYTES = _limit_from_env()
+
+
+def check_mask_bytes(n: int, h: int, w: int) -> None:
+    need = n * h * w * 4
+    if need > MAX_MASK_BYTES:
+        raise MaskError(
+            f"{n} regions on a {w}x{h} frame need {need} bytes of float32 masks, over the limit of "
+            f"{MAX_MASK_BYTES} bytes; pass fewer regions per call, or raise the limit with the environment "
+            "variable RGPT_MAX_MASK_BYTES or rgpt_rt.inputs.regions.MAX_MASK_BYTES"
+        )
+
+
 def to_masks(regions: Any, frame_hw: tuple[int, int], allow_empty: bool = False) -> np.ndarray:
     """Any accepted region input -> float32 [N, H, W] in [0, 1] at frame size (N may be 0 for None / [])."""
     h, w = frame_hw
     if regions is None:
         return np.zeros((0, h, w), np.float32)
     if isinstance(regions, (list, tuple)) and not _is_box_tuple(regions):
+        # Each region becomes a float32 mask at frame size: a short list of boxes can ask for gigabytes. Count
+        # first (a 3-D array is a stack of masks), allocate after.
+        n = sum(r.shape[0] if isinstance(r, np.ndarray) and r.ndim == 3 else 1 for r in regions)
+        check_mask_bytes(n, h, w)
         parts = [_one(r, h, w) for r in regions]
         masks = np.concatenate(parts) if parts else np.zeros((0, h, w), np.float32)
     else:

@@ -8,9 +8,13 @@ printable ASCII.
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import numpy as np
 
 from ..errors import MaskError
+from . import frames
 
 
 def _decode_counts(s: str) -> list[int]:
@@ -52,18 +56,52 @@ def _encode_counts(counts: list[int]) -> str:
     return "".join(out)
 
 
-def rle_decode(rle: dict) -> np.ndarray:
-    """COCO RLE dict -> bool mask [h, w]."""
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise MaskError("an RLE must be a dict with 'size' [h, w] and 'counts'")
-    try:
-        h, w = (int(v) for v in rle["size"])
-    except (TypeError, ValueError):
-        raise MaskError(f"RLE 'size' must be [h, w], got {rle['size']!r}") from None
-    raw = rle["counts"]
+def _size(rle: dict) -> tuple[int, int]:
+    size = rle["size"]
+    if (
+        not isinstance(size, (list, tuple, np.ndarray))
+        or len(size) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in size)
+    ):
+        raise MaskError(f"RLE 'size' must be [h, w], two integers, got {size!r}")
+    h, w = int(size[0]), int(size[1])
+    if h < 1 or w < 1:
+        raise MaskError(f"RLE 'size' must be positive, got [{h}, {w}]")
+    return h, w
+
+
+def _counts(raw: Any) -> list[int]:
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
-    counts = _decode_counts(raw) if isinstance(raw, str) else [int(c) for c in raw]
+    if isinstance(raw, str):
+        return _decode_counts(raw)
+    if isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.dtype.kind in "iu":
+        return raw.tolist()
+    if isinstance(raw, (list, tuple)) and all(
+        isinstance(c, numbers.Integral) and not isinstance(c, (bool, np.bool_)) for c in raw
+    ):
+        return [int(c) for c in raw]
+    shown = type(raw).__name__ if not isinstance(raw, (list, tuple)) else f"a list holding {raw[:4]!r}"
+    raise MaskError(f"RLE 'counts' must be a compressed string or a list of integer run lengths, got {shown}")
+
+
+def rle_decode(rle: dict, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """COCO RLE dict -> bool mask [h, w].
+
+    The declared size is checked before anything is allocated: against `shape` (the frame's (h, w)) when given,
+    and always against the frame size limit (rgpt_rt.inputs.frames.MAX_FRAME_PIXELS).
+    """
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise MaskError("an RLE must be a dict with 'size' [h, w] and 'counts'")
+    h, w = _size(rle)
+    if shape is not None and (h, w) != tuple(shape):
+        raise MaskError(f"RLE size {w}x{h} (WxH) differs from the frame's {shape[1]}x{shape[0]}")
+    if h * w > frames.MAX_FRAME_PIXELS:
+        raise MaskError(
+            f"RLE size {w}x{h} (WxH) = {h * w} pixels is over the frame size limit of "
+            f"{frames.MAX_FRAME_PIXELS} pixels; {frames.LIMIT_HELP}"
+        )
+    counts = _counts(rle["counts"])
     if any(c < 0 for c in counts):
         raise MaskError("RLE has a negative run length (corrupt counts)")
     if sum(counts) != h * w:
