@@ -87,11 +87,13 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, t, kv, d).transpose(1, 2)  # [B, Hkv, T, D]
         v = self.v_proj(x).view(b, t, kv, d).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        assert self.kv_cache is not None, "call setup_caches() first"
-        self.kv_cache.write(pos, k, v)
-        span = mask.shape[-1]  # attend over cache slots [0, span)
-        keys = self.kv_cache.k[:b, :, :span].to(q.dtype)
-        vals = self.kv_cache.v[:b, :, :span].to(q.dtype)
+        if self.kv_cache is None:  # training: no cache, attend over this call's keys (mask [B|1, 1, T, T])
+            keys, vals = k, v
+        else:
+            self.kv_cache.write(pos, k, v)
+            span = mask.shape[-1]  # attend over cache slots [0, span)
+            keys = self.kv_cache.k[:b, :, :span].to(q.dtype)
+            vals = self.kv_cache.v[:b, :, :span].to(q.dtype)
         if kv != h:  # grouped-query attention: query head i reads kv head i // (h / kv)
             keys = keys.repeat_interleave(h // kv, dim=1)
             vals = vals.repeat_interleave(h // kv, dim=1)
