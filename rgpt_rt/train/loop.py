@@ -114,6 +114,12 @@ def setup_model(rc: RunConfig, resume_from: Path | None, d: Dist, log):
 
 
 def run(rc: RunConfig) -> dict[str, Any]:
+    """Train; returns the run summary (also written to OUTPUT/summary.json)."""
+    return train(rc)[0]
+
+
+def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
+    """Train; returns the summary and the (wrapped) TrainModel as it is after the last step."""
     rc = rc.resolved()
     d = init_distributed()
     log = _log(d)
@@ -218,4 +224,4 @@ def run(rc: RunConfig) -> dict[str, Any]:
     if d.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log(json.dumps(summary))
-    return summary
+    return summary, tm
