@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from rgpt_rt.errors import ConfigError
 from rgpt_rt.train import RunConfig
 from rgpt_rt.train.toy import write_toy_dataset
 
@@ -39,8 +41,20 @@ def _state(path):
 def _train(toy, init, out, stage, steps, lr, **kw):
     from rgpt_rt.train.loop import train
 
-    cfg = RunConfig(stage=stage, data=[str(toy)], init=str(init), output=str(out), global_batch=8, micro_batch=4,
-                    max_steps=steps, lr=lr, max_seq_len=256, save_every=1000, parallel="none", **kw)
+    cfg = RunConfig(
+        stage=stage,
+        data=[str(toy)],
+        init=str(init),
+        output=str(out),
+        global_batch=8,
+        micro_batch=4,
+        max_steps=steps,
+        lr=lr,
+        max_seq_len=256,
+        save_every=1000,
+        parallel="none",
+        **kw,
+    )
     summary, model = train(cfg)
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     return summary, model, losses
@@ -64,6 +78,9 @@ def test_stage_one_trains_only_refinement_and_connector_and_the_loss_falls(toy, 
         assert not any(_changed(before, after, prefix).values()), f"{prefix} changed in stage 1"
     for prefix in ("refiner.", "image_connector."):
         assert all(_changed(before, after, prefix).values()), f"{prefix} did not all change in stage 1"
+    # The same output directory with another recipe is another run: refused, nothing overwritten.
+    with pytest.raises(ConfigError, match="different lr"):
+        _train(toy, tiny_llava, tmp_path / "s1", stage=1, steps=20, lr=1e-3)
 
 
 def test_stage_two_trains_the_llm_too_and_the_loss_falls(toy, tiny_llava, tmp_path, one_thread):
@@ -75,6 +92,12 @@ def test_stage_two_trains_the_llm_too_and_the_loss_falls(toy, tiny_llava, tmp_pa
     for prefix in ("refiner.", "image_connector.", "llm.model.layers.", "llm.lm_head."):
         assert all(_changed(before, after, prefix).values()), f"{prefix} did not all change in stage 2"
     assert summary["peak_mem_mb_per_rank"][0] > 0
+    try:  # the loss curve is drawn with each checkpoint when matplotlib is installed (it is optional)
+        import matplotlib  # noqa: F401
+
+        assert (Path(summary["checkpoint"]) / "loss.png").stat().st_size > 1000
+    except ImportError:
+        assert not (Path(summary["checkpoint"]) / "loss.png").exists()
 
 
 def test_train_vision_option_unfreezes_the_vision_tower(toy, tiny_llava, tmp_path, one_thread):
@@ -177,8 +200,11 @@ def test_bad_lines_are_named_counted_and_skipped(tmp_path, toy):
 
     good = toy.read_text().splitlines()[0]
     sample = json.loads(good)
-    one_region = dict(sample, regions=sample["regions"][:1], conversations=[
-        {"from": "human", "value": "What is <region>?"}, {"from": "gpt", "value": "red"}])
+    one_region = dict(
+        sample,
+        regions=sample["regions"][:1],
+        conversations=[{"from": "human", "value": "What is <region>?"}, {"from": "gpt", "value": "red"}],
+    )
     bad = [
         "{not json",
         json.dumps({**one_region, "regions": []}),  # placeholder without a region
@@ -190,8 +216,16 @@ def test_bad_lines_are_named_counted_and_skipped(tmp_path, toy):
     f.write_text("\n".join([good, *bad, "", json.dumps(one_region)]) + "\n")
     src = JsonlSource(f, image_root=toy.parent)
     assert len(src) == 2 and src.num_bad == 5 and src.lines == [1, 8]
-    for line, words in zip(range(2, 7), ("not valid JSON", "1 <region> placeholders but the sample has 0",
-                                         "'image'", "empty or inverted", "conversations[0]")):
+    for line, words in zip(
+        range(2, 7),
+        (
+            "not valid JSON",
+            "1 <region> placeholders but the sample has 0",
+            "'image'",
+            "empty or inverted",
+            "conversations[0]",
+        ),
+    ):
         assert any(f"mixed.jsonl:{line}:" in msg and words in msg for msg in src.bad), (line, src.bad)
     s = src.get(1, random.Random(0))
     assert s.turns == [("What is <region>?", "red")] and s.image == toy.parent / sample["image"]
@@ -228,7 +262,7 @@ def test_coco_annotations_become_task_guided_samples(toy):
     for i in range(len(src)):
         for seed in range(6):
             s = src.get(i, random.Random(seed))
-            (q, a), = s.turns
+            ((q, a),) = s.turns
             assert count_regions(q) == len(s.regions) and s.image.is_file()
             if q.startswith("What category"):
                 tasks["category"] += 1

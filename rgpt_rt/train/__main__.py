@@ -17,12 +17,17 @@ from .recipe import STAGES, RunConfig
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     d = RunConfig()
-    stages = "; ".join(f"{k}: {s.name}, trains {'+'.join(s.trains)}, lr {s.lr:g}, batch {s.global_batch}"
-                       for k, s in STAGES.items())
+    stages = "; ".join(
+        f"{k}: {s.name}, trains {'+'.join(s.trains)}, lr {s.lr:g}, batch {s.global_batch}" for k, s in STAGES.items()
+    )
     p = argparse.ArgumentParser(prog="python -m rgpt_rt.train", description=f"RegionGPT training. Stages: {stages}.")
     p.add_argument("--stage", type=int, default=d.stage, choices=sorted(STAGES))
-    p.add_argument("--data", action="append", required=True, help="training JSON Lines or COCO instances .json "
-                   "(repeat for several)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="training JSON Lines or COCO instances .json (repeat for several)",
+    )
     p.add_argument("--image-root", help="base directory of relative image paths (default: the data file's)")
     p.add_argument("--output", default=d.output, help="run directory: checkpoints, metrics.jsonl, summary.json")
     start = p.add_mutually_exclusive_group(required=True)
@@ -37,8 +42,11 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--warmup-ratio", type=float)
     p.add_argument("--max-seq-len", type=int, default=d.max_seq_len)
     p.add_argument("--train-vision", action="store_true", help="train the vision tower as well")
-    p.add_argument("--region-forms", default=json.dumps(d.region_forms),
-                   help='JSON weights of the forms regions are given in, e.g. \'{"mask": 1}\'')
+    p.add_argument(
+        "--region-forms",
+        default=json.dumps(d.region_forms),
+        help="JSON weights of the forms regions are given in, e.g. '{\"mask\": 1}'",
+    )
     p.add_argument("--parallel", default=d.parallel, choices=("fsdp", "ddp", "none"))
     p.add_argument("--precision", default=d.precision, choices=("auto", "bf16", "fp32"))
     p.add_argument("--activation-checkpointing", choices=("on", "off"), help="default: on for CUDA, off on the CPU")
@@ -53,12 +61,30 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     except json.JSONDecodeError as exc:
         p.error(f"--region-forms is not JSON: {exc}")
     return RunConfig(
-        stage=a.stage, data=a.data, image_root=a.image_root, output=a.output, init=a.init,
-        init_config=a.init_config, tokenizer=a.tokenizer, lr=a.lr, global_batch=a.global_batch, epochs=a.epochs,
-        max_steps=a.max_steps, warmup_ratio=a.warmup_ratio, micro_batch=a.micro_batch, max_seq_len=a.max_seq_len,
-        train_vision=a.train_vision, region_forms=forms, parallel=a.parallel, precision=a.precision,
+        stage=a.stage,
+        data=a.data,
+        image_root=a.image_root,
+        output=a.output,
+        init=a.init,
+        init_config=a.init_config,
+        tokenizer=a.tokenizer,
+        lr=a.lr,
+        global_batch=a.global_batch,
+        epochs=a.epochs,
+        max_steps=a.max_steps,
+        warmup_ratio=a.warmup_ratio,
+        micro_batch=a.micro_batch,
+        max_seq_len=a.max_seq_len,
+        train_vision=a.train_vision,
+        region_forms=forms,
+        parallel=a.parallel,
+        precision=a.precision,
         activation_checkpointing=None if a.activation_checkpointing is None else a.activation_checkpointing == "on",
-        seed=a.seed, save_every=a.save_every, log_every=a.log_every, keep=a.keep, save_dtype=a.save_dtype,
+        seed=a.seed,
+        save_every=a.save_every,
+        log_every=a.log_every,
+        keep=a.keep,
+        save_dtype=a.save_dtype,
     )
 
 

@@ -141,7 +141,9 @@ def check_sample(d: Any, where: str, root: Path) -> Sample:
         turns.append((q, a))
     n = sum(count_regions(q) for q, _ in turns)
     if n != len(regs):
-        raise DataError(f"{where}: the human turns have {n} <region> placeholders but the sample has {len(regs)} regions")
+        raise DataError(
+            f"{where}: the human turns have {n} <region> placeholders but the sample has {len(regs)} regions"
+        )
     path = Path(image)
     return Sample(path if path.is_absolute() else root / path, regs, turns, where)
 

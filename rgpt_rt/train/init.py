@@ -56,7 +56,9 @@ def load_start_model(cfg: ModelConfig, init: str | None, seed: int, log=print) -
     missing = [k for k in expected if k not in found]
     fresh = [k for k in missing if k.startswith(FRESH_OK)]
     hard = [to_theirs(k, routes(src_cfg))[1] for k in missing if not k.startswith(FRESH_OK)]
-    misshaped = [f"{k}: {list(found[k][2])} vs {list(s)}" for k, s in expected.items() if k in found and found[k][2] != s]
+    misshaped = [
+        f"{k}: {list(found[k][2])} vs {list(s)}" for k, s in expected.items() if k in found and found[k][2] != s
+    ]
     if hard or unexpected or misshaped:
         raise CheckpointError(
             f"cannot start training from {init}: missing {hard[:10]}, unexpected {unexpected[:10]}, "

@@ -35,8 +35,9 @@ from .recipe import RunConfig, lr_lambda, set_trainable
 from .state import latest, load_training_state, save
 
 # Fields a resume must share with the run it continues (the rest, e.g. save_every, may change).
-SAME_RUN = ("stage", "data", "global_batch", "seed", "lr", "epochs", "max_steps", "warmup_ratio", "region_forms",
-            "max_seq_len", "train_vision", "micro_batch")
+SAME_RUN = tuple(
+    "stage data global_batch seed lr epochs max_steps warmup_ratio region_forms max_seq_len train_vision".split()
+)
 
 
 class Catalog:
@@ -139,8 +140,10 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
     cfg = model.cfg
     trained = set_trainable(model, rc.trained_modules())
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"stage {rc.stage}: training {', '.join(rc.trained_modules())} ({n_trained / 1e6:.2f}M parameters, "
-        f"{len(trained)} tensors) on {d.world} rank(s), parallel={rc.parallel}")
+    log(
+        f"stage {rc.stage}: training {', '.join(rc.trained_modules())} ({n_trained / 1e6:.2f}M parameters, "
+        f"{len(trained)} tensors) on {d.world} rank(s), parallel={rc.parallel}"
+    )
     on_gpu = d.device.type == "cuda"
     ac = rc.activation_checkpointing if rc.activation_checkpointing is not None else on_gpu
     bf16 = rc.precision == "bf16" or (rc.precision == "auto" and on_gpu)
@@ -163,8 +166,10 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
 
     per_rank = rc.global_batch // d.world
     accum = math.ceil(per_rank / rc.micro_batch)
-    log(f"{len(catalog)} samples, {data.steps_per_epoch} steps per epoch, {total} steps; global batch "
-        f"{rc.global_batch} = {d.world} ranks x {accum} micro-batches of <= {rc.micro_batch}")
+    log(
+        f"{len(catalog)} samples, {data.steps_per_epoch} steps per epoch, {total} steps; global batch "
+        f"{rc.global_batch} = {d.world} ranks x {accum} micro-batches of <= {rc.micro_batch}"
+    )
     progress = Progress(out, start, total, d.main, rc.log_every)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     kill_at = int(os.environ.get("RGPT_TRAIN_SIGKILL_AT_STEP", "0"))  # test hook: a real SIGKILL mid-run
@@ -194,8 +199,12 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
             batch = collate(mb)
             seq_tokens += batch["tokens"] if weight else 0
             with gradient_sync(tm, a == len(chunks) - 1), autocast:
-                loss, _ = tm(batch["pixels"].to(d.device), batch["masks"], batch["ids"].to(d.device),
-                             batch["labels"].to(d.device))
+                loss, _ = tm(
+                    batch["pixels"].to(d.device),
+                    batch["masks"],
+                    batch["ids"].to(d.device),
+                    batch["labels"].to(d.device),
+                )
                 (loss * (weight * d.world / max(global_tokens, 1.0))).backward()
             loss_sum += loss.detach().double().cpu() * weight
         grad_norm = torch.nn.utils.clip_grad_norm_(params, rc.clip_grad)
@@ -207,20 +216,38 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
         total_loss, tokens, failed = all_sum([float(loss_sum), seq_tokens, data.failed], d)
         dt = time.perf_counter() - t0
         rates.append(tokens / dt)
-        progress.log({"step": step + 1, "loss": total_loss / max(global_tokens, 1.0), "lr": lr,
-                      "grad_norm": float(grad_norm), "answer_tokens": int(global_tokens), "tokens": int(tokens),
-                      "tokens_per_s": tokens / dt, "step_s": dt, "skipped": int(failed) + catalog.num_bad,
-                      "peak_mem_mb": peak_memory_mb(d)})
+        progress.log(
+            {
+                "step": step + 1,
+                "loss": total_loss / max(global_tokens, 1.0),
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "answer_tokens": int(global_tokens),
+                "tokens": int(tokens),
+                "tokens_per_s": tokens / dt,
+                "step_s": dt,
+                "skipped": int(failed) + catalog.num_bad,
+                "peak_mem_mb": peak_memory_mb(d),
+            }
+        )
         if (step + 1) % rc.save_every == 0 or step + 1 == total:
             checkpoint(step + 1)
         if kill_at and step + 1 == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     progress.close()
     mem = gather_objects(peak_memory_mb(d), d)
-    summary = {"steps": total, "resumed_from": start, "world": d.world, "peak_mem_mb_per_rank": mem,
-               "tokens_per_s_mean": sum(rates) / max(len(rates), 1), "bad_lines": catalog.num_bad,
-               "skipped_samples": int(all_sum([data.failed], d)[0]), "trained_parameters": n_trained,
-               "checkpoint": str(latest(out)), "problems": data.problems[:5]}
+    summary = {
+        "steps": total,
+        "resumed_from": start,
+        "world": d.world,
+        "peak_mem_mb_per_rank": mem,
+        "tokens_per_s_mean": sum(rates) / max(len(rates), 1),
+        "bad_lines": catalog.num_bad,
+        "skipped_samples": int(all_sum([data.failed], d)[0]),
+        "trained_parameters": n_trained,
+        "checkpoint": str(latest(out)),
+        "problems": data.problems[:5],
+    }
     if d.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log(json.dumps(summary))

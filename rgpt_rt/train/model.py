@@ -55,8 +55,10 @@ class TrainModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and vision_trains):
             feats = m.vision(pixels)  # [B, C, g, g]
         refined = m.refiner(feats)  # [B, C, H, W]
-        pooled = [region_pool(refined[b], masks[b].to(refined.device), cfg.region.image_grid, cfg.region.mask_eps)
-                  for b in range(len(masks))]
+        pooled = [
+            region_pool(refined[b], masks[b].to(refined.device), cfg.region.image_grid, cfg.region.mask_eps)
+            for b in range(len(masks))
+        ]
         image = m.image_connector(torch.stack([p[0] for p in pooled]).to(refined.dtype))  # [B, T, D]
         counts = [p[1].shape[0] for p in pooled]
         regions = torch.cat([p[1] for p in pooled]).to(refined.dtype)  # [sum N_b, C]

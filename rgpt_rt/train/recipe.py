@@ -106,7 +106,9 @@ class RunConfig:
             raise ConfigError(f"precision must be auto, bf16 or fp32, got {r.precision!r}")
         bad = [k for k in r.region_forms if k not in REGION_FORMS]
         if bad or not r.region_forms or any(v < 0 for v in r.region_forms.values()) or not sum(r.region_forms.values()):
-            raise ConfigError(f"region_forms must weight {', '.join(REGION_FORMS)} (>= 0, not all 0); got {r.region_forms}")
+            raise ConfigError(
+                f"region_forms must weight {', '.join(REGION_FORMS)} (>= 0, not all 0); got {r.region_forms}"
+            )
         if r.save_dtype not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"save_dtype must be fp32, bf16 or fp16, got {r.save_dtype!r}")
         return r

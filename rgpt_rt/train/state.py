@@ -47,7 +47,7 @@ def latest(output: Path) -> Path | None:
 
 def _rng_state() -> dict[str, Any]:
     py = random.getstate()
-    npy = np.random.get_state()
+    npy = np.random.get_state()  # noqa: NPY002 - the global stream user code may draw from
     return {
         "torch": torch.get_rng_state().tolist(),
         "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
@@ -62,7 +62,7 @@ def _set_rng_state(s: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([torch.tensor(x, dtype=torch.uint8) for x in s["cuda"]])
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
     n = s["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))  # noqa: NPY002
 
 
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -51,9 +51,18 @@ def write_toy_dataset(folder: str | Path, n: int = 32, seed: int = 0, size: tupl
         for colour, (x0, y0, x1, y1), mask in shapes:
             poly = [float(v) for v in (x0, y0, x1, y0, x1, y1, x0, y1)]
             regions.append({"rle": rle_encode(mask), "polygon": [poly], "box": [x0, y0, x1, y1]})
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": vocab.index(colour) + 1,
-                         "segmentation": [poly], "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int(mask.sum()),
-                         "iscrowd": 0, "caption": f"a {colour} box"})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": vocab.index(colour) + 1,
+                    "segmentation": [poly],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": int(mask.sum()),
+                    "iscrowd": 0,
+                    "caption": f"a {colour} box",
+                }
+            )
         images.append({"id": i, "file_name": name, "height": h, "width": w})
         task = ("category", "refer", "brief")[i % 3]
         t = rng.randrange(len(shapes))
