@@ -279,3 +279,13 @@ def test_coco_annotations_become_task_guided_samples(toy):
                 assert a.endswith(" box")
         assert src.get(i, random.Random(3)) == src.get(i, random.Random(3))  # same seed, same sample
     assert all(tasks.values()), tasks
+
+
+def test_activation_checkpointing_and_bf16_autocast_paths(toy, tiny_llava, tmp_path, one_thread):
+    """The GPU defaults, run on the CPU: recomputation changes nothing; bf16 autocast stays near fp32."""
+    _, _, ref = _train(toy, tiny_llava, tmp_path / "fp32", stage=2, steps=3, lr=3e-3)
+    _, _, ac = _train(toy, tiny_llava, tmp_path / "ac", stage=2, steps=3, lr=3e-3, activation_checkpointing=True)
+    _, _, bf16 = _train(toy, tiny_llava, tmp_path / "bf16", stage=2, steps=3, lr=3e-3, precision="bf16")
+    print(f"fp32 {ref}\nac   {ac}\nbf16 {bf16}")
+    assert np.allclose(ac, ref, rtol=1e-6, atol=0)
+    assert np.allclose(bf16, ref, rtol=2e-2, atol=0) and bf16 != ref
