@@ -289,3 +289,51 @@ def test_activation_checkpointing_and_bf16_autocast_paths(toy, tiny_llava, tmp_p
     print(f"fp32 {ref}\nac   {ac}\nbf16 {bf16}")
     assert np.allclose(ac, ref, rtol=1e-6, atol=0)
     assert np.allclose(bf16, ref, rtol=2e-2, atol=0) and bf16 != ref
+
+
+def test_stage_two_with_lora_trains_adapters_only_and_writes_a_merged_checkpoint(toy, tiny_llava, tmp_path, one_thread):
+    pytest.importorskip("peft")
+    from rgpt_rt import Runtime
+
+    lora = dict(lora_rank=4, lora_dropout=0.0)
+    summary, tm, losses = _train(toy, tiny_llava, tmp_path / "lora", stage=2, steps=12, lr=1e-2, **lora)
+    print(f"stage 2 LoRA loss: {losses[0]:.3f} -> {losses[-1]:.3f}")
+    assert losses[-1] < 0.7 * losses[0], losses
+    trained = {n for n, p in tm.named_parameters() if p.requires_grad}
+    assert trained and all(".lora_" in n for n in trained if n.startswith("model.llm."))
+    before, after = _state(tiny_llava), _state(summary["checkpoint"])  # plain names: the adapters are merged
+    assert set(before) == set(after)
+    assert not any(_changed(before, after, "llm.model.embed_tokens.").values())
+    assert all(_changed(before, after, "llm.model.layers.0.self_attn.q_proj.").values())
+    # The merged checkpoint computes what the model with adapters computes.
+    tm.eval()
+    line = json.loads(toy.read_text().splitlines()[0])
+    rt = Runtime.from_pretrained(summary["checkpoint"])
+    frame = toy.parent / line["image"]
+    from rgpt_rt.inputs import load_frame, preprocess_frame, preprocess_masks, to_masks
+    from rgpt_rt.prompts import task_instruction
+
+    img = load_frame(frame)
+    region = line["regions"][0]["rle"]
+    q = task_instruction("brief")
+    cfg = tm.model.cfg
+    ids = rt._prompt_ids(rt.encode(img, [region]), [(q, None)], [0])
+    pixels = torch.from_numpy(preprocess_frame(img, cfg.vision))[None]
+    masks = torch.from_numpy(preprocess_masks(to_masks([region], img.shape[:2]), cfg.vision.image_size))
+    ours = tm.last_logits(pixels, [masks], torch.tensor([ids]))[0].numpy()
+    theirs = rt.generate(img, q, [region], return_first_logits=True, max_new_tokens=1).first_logits
+    assert np.abs(ours - theirs).max() < 1e-4 * max(1.0, np.abs(theirs).max())
+    # A resume continues from the start's base weights plus the saved adapters: the same function.
+    from rgpt_rt.train.loop import setup_model
+    from rgpt_rt.train.state import latest
+
+    cfg_run = RunConfig(stage=2, data=[str(toy)], init=str(tiny_llava), output=str(tmp_path / "lora"), **lora)
+    resumed, _ = setup_model(cfg_run.resolved(), latest(tmp_path / "lora"), _rank0(), print)
+    for name, p in tm.model.named_parameters():
+        assert torch.equal(p.detach(), dict(resumed.named_parameters())[name].detach()), name
+
+
+def _rank0():
+    from rgpt_rt.train.dist import init_distributed
+
+    return init_distributed()

@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--keep", type=int, default=d.keep)
     p.add_argument("--save-dtype", default=d.save_dtype, choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--lora-rank", type=int, default=0, help="stage 2: train LoRA adapters of this rank (needs peft)")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: 2 x rank)")
+    p.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
     a = p.parse_args(argv)
     try:
         forms = json.loads(a.region_forms)
@@ -85,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         log_every=a.log_every,
         keep=a.keep,
         save_dtype=a.save_dtype,
+        lora_rank=a.lora_rank,
+        lora_alpha=a.lora_alpha,
+        lora_dropout=a.lora_dropout,
     )
 
 

@@ -29,6 +29,7 @@ from .coco import CocoSource
 from .data import IGNORE, Encoded, Encoder, JsonlSource
 from .dist import Dist, all_sum, gather_objects, gradient_sync, init_distributed, peak_memory_mb, wrap
 from .init import add_region_token, grow_vocab, load_start_model, read_start_config
+from .lora import add_lora
 from .model import TrainModel, collate
 from .progress import Progress
 from .recipe import RunConfig, lr_lambda, set_trainable
@@ -36,7 +37,8 @@ from .state import latest, load_training_state, save
 
 # Fields a resume must share with the run it continues (the rest, e.g. save_every, may change).
 SAME_RUN = tuple(
-    "stage data global_batch seed lr epochs max_steps warmup_ratio region_forms max_seq_len train_vision".split()
+    "stage data global_batch seed lr epochs max_steps warmup_ratio region_forms max_seq_len train_vision lora_rank "
+    "lora_alpha lora_dropout".split()
 )
 
 
@@ -100,9 +102,13 @@ def _log(d: Dist):
 
 
 def setup_model(rc: RunConfig, resume_from: Path | None, d: Dist, log):
-    """-> (RegionGPT in fp32 on the CPU, tokenizer directory). Rank 0 writes the tokenizer; all ranks read it."""
-    init = str(resume_from) if resume_from else rc.init
-    cfg = read_start_config(init, None if resume_from else rc.init_config)
+    """-> (RegionGPT in fp32 on the CPU, tokenizer directory). Rank 0 writes the tokenizer; all ranks read it.
+
+    A resume continues from the checkpoint's weights; with LoRA, from the start's base weights (the LLM's are
+    frozen) plus the checkpoint's adapters and other trained tensors, so nothing is merged and unmerged."""
+    from_ckpt = resume_from is not None and not rc.lora_rank
+    init = str(resume_from) if from_ckpt else rc.init
+    cfg = read_start_config(init, None if from_ckpt else rc.init_config)
     tok_dir = Path(rc.output) / "tokenizer"
     if d.main:
         size = add_region_token(Path(resume_from or rc.tokenizer or rc.init), tok_dir, cfg.region_token, log)
@@ -111,6 +117,18 @@ def setup_model(rc: RunConfig, resume_from: Path | None, d: Dist, log):
     size = int((tok_dir / "size").read_text())
     model = load_start_model(cfg, init, rc.seed, log)
     model = grow_vocab(model, size, log)
+    if rc.lora_rank:
+        add_lora(model.llm, rc.lora_rank, rc.lora_alpha, rc.lora_dropout, rc.seed)
+        if resume_from is not None:
+            from safetensors.torch import load_file
+
+            from ..checkpoint import load_model
+
+            state = {k: v for k, v in load_model(resume_from).state_dict().items() if not k.startswith("llm.")}
+            state.update(load_file(str(resume_from / "lora" / "adapters.safetensors")))
+            unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+            if unexpected:
+                raise ConfigError(f"{resume_from} has tensors this LoRA run does not: {unexpected[:5]}")
     return model, tok_dir
 
 
@@ -138,11 +156,12 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
 
     model, tok_dir = setup_model(rc, resume_from, d, log)
     cfg = model.cfg
-    trained = set_trainable(model, rc.trained_modules())
+    trained = set_trainable(model, rc.trained_modules(), lora=bool(rc.lora_rank))
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(
         f"stage {rc.stage}: training {', '.join(rc.trained_modules())} ({n_trained / 1e6:.2f}M parameters, "
-        f"{len(trained)} tensors) on {d.world} rank(s), parallel={rc.parallel}"
+        f"{len(trained)} tensors{f', LoRA rank {rc.lora_rank}' if rc.lora_rank else ''}) on {d.world} "
+        f"rank(s), parallel={rc.parallel}"
     )
     on_gpu = d.device.type == "cuda"
     ac = rc.activation_checkpointing if rc.activation_checkpointing is not None else on_gpu
@@ -178,7 +197,22 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
 
     def checkpoint(step: int) -> None:
         trainer = {"config": rc.to_json(), "epoch": step // data.steps_per_epoch, "data_step": step}
-        save(out, step, tm, optimizer, scheduler, trainer, cfg, tok_dir, rc.save_dtype, d, rc.keep, progress.plot)
+        lora_scale = rc.lora_alpha / rc.lora_rank if rc.lora_rank else None
+        save(
+            out,
+            step,
+            tm,
+            optimizer,
+            scheduler,
+            trainer,
+            cfg,
+            tok_dir,
+            rc.save_dtype,
+            d,
+            rc.keep,
+            progress.plot,
+            lora_scale,
+        )
 
     tm.train()
     for step in range(start, total):

@@ -74,6 +74,9 @@ class RunConfig:
     keep: int = 2  # step checkpoints kept on disk (the newest)
     save_dtype: str = "fp32"  # dtype of the written model weights
     clip_grad: float = 1.0
+    lora_rank: int = 0  # stage 2: > 0 trains LoRA adapters (peft) instead of the full LLM (LLaVA: 128)
+    lora_alpha: float | None = None  # default 2 * rank (LLaVA: 256 for rank 128)
+    lora_dropout: float = 0.05
 
     def stage_defaults(self) -> Stage:
         if self.stage not in STAGES:
@@ -109,6 +112,10 @@ class RunConfig:
             raise ConfigError(
                 f"region_forms must weight {', '.join(REGION_FORMS)} (>= 0, not all 0); got {r.region_forms}"
             )
+        if r.lora_rank < 0 or (r.lora_rank and r.stage != 2):
+            raise ConfigError(f"LoRA (lora_rank={r.lora_rank}) applies to stage 2 only, where the LLM is trained")
+        if r.lora_rank and r.lora_alpha is None:
+            r.lora_alpha = 2.0 * r.lora_rank
         if r.save_dtype not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"save_dtype must be fp32, bf16 or fp16, got {r.save_dtype!r}")
         return r
@@ -128,11 +135,13 @@ class RunConfig:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
 
 
-def set_trainable(model: nn.Module, modules: tuple[str, ...]) -> list[str]:
-    """requires_grad on exactly the parameters under `modules` (RegionGPT attribute names). Returns their names."""
+def set_trainable(model: nn.Module, modules: tuple[str, ...], lora: bool = False) -> list[str]:
+    """requires_grad on exactly the parameters under `modules` (RegionGPT attribute names); with `lora`, the
+    LLM's adapters instead of its weights. Returns the trained parameters' names."""
     names = []
     for name, p in model.named_parameters():
-        on = name.split(".", 1)[0] in modules
+        top = name.split(".", 1)[0]
+        on = (".lora_A." in name or ".lora_B." in name) if (lora and top == "llm") else top in modules
         p.requires_grad_(on)
         if on:
             names.append(name)

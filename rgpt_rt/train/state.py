@@ -35,6 +35,7 @@ from ..checkpoint.loader import DTYPES
 from ..model.regiongpt import RegionGPT
 from .dist import Dist
 from .init import TOKENIZER_FILES
+from .lora import is_adapter, merged
 
 
 def latest(output: Path) -> Path | None:
@@ -85,6 +86,7 @@ def save(
     d: Dist,
     keep: int,
     plot=None,
+    lora_scale: float | None = None,
 ) -> Path:
     ckpts = output / "checkpoints"
     final = ckpts / f"step_{step:07d}"
@@ -98,6 +100,13 @@ def save(
     dcp.save({"optimizer": optim}, checkpoint_id=str(tmp / "optimizer"))
     (tmp / "rng" / f"rank{d.rank}.json").write_text(json.dumps(_rng_state()))
     if d.main:
+        if lora_scale is not None:  # the plain model gets the merged weights; the adapters are kept as they are
+            from safetensors.torch import save_file
+
+            adapters = {k: v.contiguous() for k, v in state.items() if is_adapter(k)}
+            (tmp / "lora").mkdir()
+            save_file(adapters, str(tmp / "lora" / "adapters.safetensors"), metadata={"format": "pt"})
+            state = merged(state, lora_scale)
         with torch.device("meta"):
             shell = RegionGPT(cfg)
         shell.load_state_dict(state, strict=True, assign=True)
