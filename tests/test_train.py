@@ -144,6 +144,13 @@ def test_a_trained_checkpoint_gives_the_runtime_the_training_models_first_step_l
     print(f"first-step logits: max |train - runtime| = {err:.2e} (logit scale {np.abs(theirs).max():.1f})")
     assert err < 1e-4 * max(1.0, np.abs(theirs).max())
     assert int(ours.argmax()) == int(theirs.argmax())
+    # ... and `python -m rgpt_rt.build` compiles it as it is (ONNX engine, same first-step logits).
+    pytest.importorskip("onnxruntime")
+    from build_engine.builder import build
+
+    engine = build(ckpt, tmp_path / "engine", log=lambda s: None)
+    onnx = Runtime.from_pretrained(engine).generate(frame, q, [region], return_first_logits=True, max_new_tokens=1)
+    assert np.abs(onnx.first_logits - theirs).max() < 1e-4 * max(1.0, np.abs(theirs).max())
 
 
 def _plain_llava(src, dst):
@@ -337,3 +344,35 @@ def _rank0():
     from rgpt_rt.train.dist import init_distributed
 
     return init_distributed()
+
+
+def test_start_from_a_config_with_coco_data_and_a_sample_that_fails_to_load(toy, tiny_llava, tmp_path, one_thread):
+    from rgpt_rt import Runtime
+    from rgpt_rt.train.loop import train
+
+    lines = toy.read_text().splitlines()
+    broken = json.loads(lines[0])
+    broken["image"] = "images/missing.png"  # a valid line whose image cannot be read
+    data = toy.parent / "with_missing.jsonl"
+    data.write_text("\n".join([*lines, json.dumps(broken)]) + "\n")
+    coco = toy.parent / "instances.json"
+    # 9 JSON Lines samples + 8 COCO images = one global batch of 17: every slot is read exactly once.
+    cfg = RunConfig(
+        stage=2,
+        data=[str(data), str(coco)],
+        init_config=str(tiny_llava / "config.json"),
+        tokenizer=str(tiny_llava),
+        output=str(tmp_path / "cfg"),
+        global_batch=17,
+        micro_batch=9,
+        max_steps=1,
+        max_seq_len=256,
+        parallel="none",
+    )
+    summary, _ = train(cfg)
+    assert summary["skipped_samples"] == 1 and "missing.png" in summary["problems"][0]
+    before, after = _state(tiny_llava), _state(summary["checkpoint"])
+    key = "vision.embeddings.patch_embedding.weight"  # frozen, so it is the random start's, not the checkpoint's
+    assert before[key].shape == after[key].shape and not torch.equal(before[key], after[key])
+    rt = Runtime.from_pretrained(summary["checkpoint"])
+    assert isinstance(rt.describe(np.full((48, 64, 3), 90, np.uint8), (2, 2, 20, 30), max_new_tokens=2), str)
