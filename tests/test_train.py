@@ -38,7 +38,7 @@ def _state(path):
     return {k: v.clone() for k, v in load_model(path).state_dict().items()}
 
 
-def _train(toy, init, out, stage, steps, lr, **kw):
+def _train(toy, init, out, stage, steps, lr, parallel="none", **kw):
     from rgpt_rt.train.loop import train
 
     cfg = RunConfig(
@@ -52,7 +52,7 @@ def _train(toy, init, out, stage, steps, lr, **kw):
         lr=lr,
         max_seq_len=256,
         save_every=1000,
-        parallel="none",
+        parallel=parallel,
         **kw,
     )
     summary, model = train(cfg)
@@ -293,9 +293,14 @@ def test_activation_checkpointing_and_bf16_autocast_paths(toy, tiny_llava, tmp_p
     _, _, ref = _train(toy, tiny_llava, tmp_path / "fp32", stage=2, steps=3, lr=3e-3)
     _, _, ac = _train(toy, tiny_llava, tmp_path / "ac", stage=2, steps=3, lr=3e-3, activation_checkpointing=True)
     _, _, bf16 = _train(toy, tiny_llava, tmp_path / "bf16", stage=2, steps=3, lr=3e-3, precision="bf16")
-    print(f"fp32 {ref}\nac   {ac}\nbf16 {bf16}")
+    # FSDP2 (one rank) in bf16: parameters gathered in bf16, gradients reduced in fp32, fp32 master weights.
+    _, _, fsdp = _train(
+        toy, tiny_llava, tmp_path / "fsdp", stage=2, steps=3, lr=3e-3, parallel="fsdp", precision="bf16"
+    )
+    print(f"fp32 {ref}\nac   {ac}\nbf16 {bf16}\nfsdp bf16 {fsdp}")
     assert np.allclose(ac, ref, rtol=1e-6, atol=0)
     assert np.allclose(bf16, ref, rtol=2e-2, atol=0) and bf16 != ref
+    assert np.allclose(fsdp, ref, rtol=2e-2, atol=0) and fsdp != ref
 
 
 def test_stage_two_with_lora_trains_adapters_only_and_writes_a_merged_checkpoint(toy, tiny_llava, tmp_path, one_thread):

@@ -44,18 +44,27 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local, device)
 
 
-def wrap(model: nn.Module, mode: str, d: Dist) -> nn.Module:
-    """model: the TrainModel (root). mode: "fsdp" | "ddp" | "none" (only for one rank)."""
+def wrap(model: nn.Module, mode: str, d: Dist, bf16: bool = False) -> nn.Module:
+    """model: the TrainModel (root). mode: "fsdp" | "ddp" | "none" (only for one rank).
+
+    bf16 with FSDP2: parameters are all-gathered in bf16 (half the traffic and the unsharded-layer memory),
+    gradients reduced in fp32, the sharded master weights and optimizer state stay fp32 (torchtitan's policy).
+    """
     model.to(d.device)
     if mode == "fsdp":
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(d.device.type, (d.world,))
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
+        kw = {"mesh": mesh, **({"mp_policy": mp} if mp else {})}
         inner = model.model
-        for layer in [*inner.llm.model.layers, *inner.vision.encoder.layers]:
-            fully_shard(layer, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+        # Vision layers past the selected one never run: they stay in the root unit (a unit that never runs
+        # forward breaks FSDP2's gradient accumulation in bf16).
+        used = inner.vision.encoder.layers[: inner.cfg.vision.layers_used]
+        for layer in [*inner.llm.model.layers, *used]:
+            fully_shard(layer, **kw)
+        fully_shard(model, **kw)
         return model
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel

@@ -166,7 +166,7 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
     on_gpu = d.device.type == "cuda"
     ac = rc.activation_checkpointing if rc.activation_checkpointing is not None else on_gpu
     bf16 = rc.precision == "bf16" or (rc.precision == "auto" and on_gpu)
-    tm = wrap(TrainModel(model, activation_checkpointing=ac), rc.parallel, d)
+    tm = wrap(TrainModel(model, activation_checkpointing=ac), rc.parallel, d, bf16=bf16)
     params = [p for p in tm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=rc.lr, betas=(0.9, 0.999), weight_decay=0.0)
 
