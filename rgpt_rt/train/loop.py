@@ -18,6 +18,7 @@ import random
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ class StepData:
         self.catalog, self.encoder, self.rc, self.d = catalog, encoder, rc, d
         self.steps_per_epoch = len(catalog) // rc.global_batch
         self._perm: tuple[int, list[int]] | None = None
-        self.failed = 0
-        self.problems: list[str] = []
 
     def slots(self, step: int) -> tuple[int, list[int]]:
         epoch, k = divmod(step, self.steps_per_epoch)
@@ -83,18 +82,17 @@ class StepData:
         g = self.rc.global_batch
         return epoch, self._perm[1][k * g : (k + 1) * g][self.d.rank :: self.d.world]
 
-    def __call__(self, step: int) -> list[Encoded]:
+    def __call__(self, step: int) -> tuple[list[Encoded], list[str]]:
+        """This rank's encoded samples of `step`, and the problems of those that could not be read."""
         epoch, mine = self.slots(step)
-        out = []
+        out, problems = [], []
         for i in mine:
             rng = random.Random(f"{self.rc.seed}:{epoch}:{i}")
             try:
                 out.append(self.encoder(self.catalog.get(i, rng), rng))
             except (RgptError, OSError) as exc:
-                self.failed += 1
-                if len(self.problems) < 20:
-                    self.problems.append(str(exc))
-        return out
+                problems.append(str(exc))
+        return out, problems
 
 
 def _log(d: Dist):
@@ -193,6 +191,7 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     kill_at = int(os.environ.get("RGPT_TRAIN_SIGKILL_AT_STEP", "0"))  # test hook: a real SIGKILL mid-run
     last_good: Encoded | None = None
+    failed, seen_problems = 0, []  # samples of this rank that could not be read (counted, the first named)
     rates = []
 
     def checkpoint(step: int) -> None:
@@ -215,12 +214,21 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
         )
 
     tm.train()
+    # The next step's samples are read and preprocessed on a thread while this step computes (image decoding
+    # and the native preprocessing ops release the GIL). One worker keeps the reads in step order.
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    pending = prefetch.submit(data, start) if start < total else None
     for step in range(start, total):
         t0 = time.perf_counter()
-        items = data(step)
+        items, problems = pending.result()
+        for msg in problems[: max(0, 5 - failed)]:  # the first few are named on every rank
+            print(f"rank {d.rank}: skipped a sample: {msg}", file=sys.stderr, flush=True)
+        failed += len(problems)
+        seen_problems += problems[: 20 - len(seen_problems)]
+        pending = prefetch.submit(data, step + 1) if step + 1 < total else None
         last_good = items[-1] if items else last_good
         if last_good is None:
-            raise RgptError(f"rank {d.rank}: no sample of step {step} could be read: {data.problems[-3:]}")
+            raise RgptError(f"rank {d.rank}: no sample of step {step} could be read: {problems[:3]}")
         # Every rank runs `accum` forwards (FSDP's collectives must pair up); an empty slot reruns a sample
         # with weight 0.
         chunks = [(items[i : i + rc.micro_batch], 1.0) for i in range(0, len(items), rc.micro_batch)]
@@ -247,7 +255,7 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        total_loss, tokens, failed = all_sum([float(loss_sum), seq_tokens, data.failed], d)
+        total_loss, tokens, all_failed = all_sum([float(loss_sum), seq_tokens, failed], d)
         dt = time.perf_counter() - t0
         rates.append(tokens / dt)
         progress.log(
@@ -260,7 +268,7 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
                 "tokens": int(tokens),
                 "tokens_per_s": tokens / dt,
                 "step_s": dt,
-                "skipped": int(failed) + catalog.num_bad,
+                "skipped": int(all_failed) + catalog.num_bad,
                 "peak_mem_mb": peak_memory_mb(d),
             }
         )
@@ -269,6 +277,7 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
         if kill_at and step + 1 == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     progress.close()
+    prefetch.shutdown()
     mem = gather_objects(peak_memory_mb(d), d)
     summary = {
         "steps": total,
@@ -277,10 +286,10 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
         "peak_mem_mb_per_rank": mem,
         "tokens_per_s_mean": sum(rates) / max(len(rates), 1),
         "bad_lines": catalog.num_bad,
-        "skipped_samples": int(all_sum([data.failed], d)[0]),
+        "skipped_samples": int(all_sum([failed], d)[0]),
         "trained_parameters": n_trained,
         "checkpoint": str(latest(out)),
-        "problems": data.problems[:5],
+        "problems": seen_problems[:5],
     }
     if d.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
