@@ -222,7 +222,7 @@ def test_bad_lines_are_named_counted_and_skipped(tmp_path, toy):
     f = tmp_path / "mixed.jsonl"
     f.write_text("\n".join([good, *bad, "", json.dumps(one_region)]) + "\n")
     src = JsonlSource(f, image_root=toy.parent)
-    assert len(src) == 2 and src.num_bad == 5 and src.lines == [1, 8]
+    assert len(src) == 2 and src.num_bad == 5 and list(src.lines) == [1, 8]
     for line, words in zip(
         range(2, 7),
         (
