@@ -152,6 +152,12 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
     elif d.main:
         rc.save(out / "run_config.json")
 
+    catalog = Catalog(rc.data, rc.image_root, log)
+    if len(catalog) < rc.global_batch:
+        raise ConfigError(f"the data has {len(catalog)} valid samples, fewer than one global batch ({rc.global_batch})")
+    if rc.global_batch % d.world:
+        raise ConfigError(f"global batch {rc.global_batch} is not a multiple of the {d.world} ranks")
+
     model, tok_dir = setup_model(rc, resume_from, d, log)
     cfg = model.cfg
     trained = set_trainable(model, rc.trained_modules(), lora=bool(rc.lora_rank))
@@ -168,11 +174,6 @@ def train(rc: RunConfig) -> tuple[dict[str, Any], torch.nn.Module]:
     params = [p for p in tm.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=rc.lr, betas=(0.9, 0.999), weight_decay=0.0)
 
-    catalog = Catalog(rc.data, rc.image_root, log)
-    if len(catalog) < rc.global_batch:
-        raise ConfigError(f"the data has {len(catalog)} valid samples, fewer than one global batch ({rc.global_batch})")
-    if rc.global_batch % d.world:
-        raise ConfigError(f"global batch {rc.global_batch} is not a multiple of the {d.world} ranks")
     tokenizer = PromptTokenizer(tok_dir, cfg)
     data = StepData(catalog, Encoder(tokenizer, cfg, rc.region_forms, rc.max_seq_len), rc, d)
     total = rc.max_steps or max(1, math.ceil(rc.epochs * data.steps_per_epoch))
