@@ -381,3 +381,27 @@ def test_start_from_a_config_with_coco_data_and_a_sample_that_fails_to_load(toy,
     assert before[key].shape == after[key].shape and not torch.equal(before[key], after[key])
     rt = Runtime.from_pretrained(summary["checkpoint"])
     assert isinstance(rt.describe(np.full((48, 64, 3), 90, np.uint8), (2, 2, 20, 30), max_new_tokens=2), str)
+
+
+def test_every_turn_is_tokenized_as_the_runtime_prompts_it_and_only_answers_are_labelled(rt_llava):
+    from rgpt_rt.runtime import Visual
+    from rgpt_rt.train.data import IGNORE, Encoder
+
+    cfg, tok = rt_llava.cfg, rt_llava.tokenizer
+    n_image = cfg.num_image_tokens
+    turns = [("What is <region>?", "a red box"), ("Is <region> left of <region>?", "Yes, it is.")]
+    ids, labels = Encoder(tok, cfg, {"mask": 1.0}, 1024).token_ids(turns, n_image)
+    visual = Visual(table=None, n_image=n_image, n_regions=3, preprocess_ms=0.0, vision_ms=0.0)
+    first = rt_llava._prompt_ids(visual, [(turns[0][0], None)], [0])
+    second = rt_llava._prompt_ids(visual, [turns[0], (turns[1][0], None)], [0, 1, 2])
+    assert ids[: len(first)] == first and ids[: len(second)] == second
+    # labels[j] is the target of position j: token j + 1. Contiguous labelled spans are the two answers.
+    targets = [j + 1 for j, x in enumerate(labels) if x != IGNORE]
+    assert all(labels[j - 1] == ids[j] for j in targets)
+    spans = [[targets[0]]]
+    for j in targets[1:]:
+        spans[-1].append(j) if j == spans[-1][-1] + 1 else spans.append([j])
+    assert [s[0] for s in spans] == [len(first), len(second)]
+    stop = tok.tok.token_to_id("</s>")
+    assert [ids[s[-1]] for s in spans] == [stop, stop] and spans[-1][-1] == len(ids) - 1
+    assert [tok.decode([ids[j] for j in s]).strip() for s in spans] == ["a red box", "Yes, it is."]

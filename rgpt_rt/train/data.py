@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputError, RgptError
 from ..inputs import Box, Polygon, load_frame, preprocess_frame, preprocess_masks, rle_decode, to_masks
 from ..inputs.regions import box_mask, polygon_mask
-from ..prompts import IMAGE, TEMPLATES, build_prompt, count_regions
+from ..prompts import IMAGE, build_prompt, count_regions
 
 IGNORE = -100  # label of a token that is not trained on
 
@@ -242,8 +242,11 @@ def pick_form(forms: dict[str, float], rng: random.Random) -> str:
 class Encoder:
     """Builds a sample's tensors with the same template, tokenizer and preprocessing as the runtime.
 
-    The ids of the first turn's prompt are exactly the ids `Runtime` builds for that instruction; each answer
-    (template prefix + answer + end-of-turn token) is encoded on its own and is the only part with labels.
+    Turn i's prompt is tokenized exactly as `Runtime` tokenizes that instruction with turns 0..i-1 as its
+    history; its answer's tokens are those that follow the prompt when the answered conversation is tokenized
+    the same way (template answer prefix + answer + end-of-turn token), so the labels are the answer as the
+    tokenizer spells it in context (a SentencePiece tokenizer gives "▁a" after "ASSISTANT:", not "▁", "▁a").
+    Only answer tokens carry labels.
     """
 
     def __init__(self, tokenizer, cfg, region_forms: dict[str, float], max_seq_len: int):
@@ -251,26 +254,23 @@ class Encoder:
         self.cfg = cfg
         self.forms = region_forms
         self.max_seq_len = max_seq_len
-        self.template = TEMPLATES[cfg.conv_template]
 
     def token_ids(self, turns: list[tuple[str, str]], n_image: int) -> tuple[list[int], list[int]]:
-        t = self.template
+        """-> (ids, labels): labels[j] is the target of position j (the next token), IGNORE outside answers."""
+        template = self.cfg.conv_template
         ids: list[int] = []
         labels: list[int] = []
         k = 0
-        for i, (q, a) in enumerate(turns):
-            n = count_regions(q, self.cfg.region_token)
-            rows = list(range(k, k + n))
-            k += n
-            if i == 0:
-                prompt = self.tok.encode_prompt(build_prompt([(q, None)], self.cfg.conv_template), n_image, rows)
-            else:
-                prompt = self.tok.encode_prompt(t.user + q + t.assistant, n_image, rows)[1:]  # no second BOS
-            answer = self.tok.encode_text(t.answer_prefix + a + t.answer_end)
-            ids += prompt + answer
-            labels += [IGNORE] * len(prompt) + answer
-        # Position j predicts token j + 1.
-        return ids, labels[1:] + [IGNORE]
+        for i, (q, _) in enumerate(turns):
+            k += count_regions(q, self.cfg.region_token)
+            rows = list(range(k))
+            prompt = self.tok.encode_prompt(build_prompt([*turns[:i], (q, None)], template), n_image, rows)
+            full = self.tok.encode_prompt(build_prompt(turns[: i + 1], template), n_image, rows)
+            if full[: len(prompt)] != prompt or prompt[: len(ids)] != ids:
+                raise DataError(f"turn {i}: the tokenizer merges the answer with the text before it")
+            labels += [IGNORE] * (len(prompt) - len(ids)) + full[len(prompt) :]
+            ids = full
+        return ids, labels[1:] + [IGNORE]  # position j predicts token j + 1
 
     def __call__(self, sample: Sample, rng: random.Random) -> Encoded:
         frame = load_frame(sample.image)
@@ -280,7 +280,10 @@ class Encoder:
         s = self.cfg.vision.image_size
         pixels = preprocess_frame(frame, self.cfg.vision)
         mask_px = preprocess_masks(masks, s)
-        ids, labels = self.token_ids(sample.turns, self.cfg.num_image_tokens)
+        try:
+            ids, labels = self.token_ids(sample.turns, self.cfg.num_image_tokens)
+        except DataError as exc:
+            raise DataError(f"{sample.where}: {exc}") from None
         ids, labels = ids[: self.max_seq_len], labels[: self.max_seq_len]
         if all(x == IGNORE for x in labels):
             raise DataError(f"{sample.where}: no answer token is left within max_seq_len={self.max_seq_len}")
