@@ -185,7 +185,7 @@ def test_training_starts_from_a_llava_checkpoint_without_a_region_module(toy, ti
     from rgpt_rt.testing.tiny import TINY_VOCAB
 
     plain = _plain_llava(tiny_llava, tmp_path / "plain")
-    with pytest.raises(CheckpointError, match="feature_refinement_module"):
+    with pytest.raises(CheckpointError, match="refine says 2 stages but the weights have 0"):
         Runtime.from_pretrained(plain)  # the runtime cannot use it ...
     summary, _, losses = _train(toy, plain, tmp_path / "p", stage=1, steps=2, lr=1e-3)  # ... training can
     ckpt = summary["checkpoint"]
