@@ -63,7 +63,9 @@ def _decode(data: bytes, what: str) -> np.ndarray:
             f"image {what} is over the frame size limit of {MAX_FRAME_PIXELS} pixels ({exc}); {LIMIT_HELP} "
             "(past Pillow's own ceiling, also PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
+    except UnidentifiedImageError:
+        raise FrameError(f"cannot decode image {what}: not an image format Pillow recognises") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise FrameError(f"cannot decode image {what}: {exc}") from None
 
 
