@@ -1,4 +1,4 @@
-"""python -m rgpt_rt.eval MODEL DATA... : evaluate a checkpoint or engine directory on a dataset.
+r"""python -m rgpt_rt.eval MODEL DATA... : evaluate a checkpoint or engine directory on a dataset.
 
     python -m rgpt_rt.eval ckpt --world world --split test --out eval_out
     python -m rgpt_rt.eval engine_dir --backend onnx \
