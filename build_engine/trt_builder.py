@@ -37,7 +37,7 @@ def profiles_for(cfg: ModelConfig, max_prompt: int | None = None) -> dict:
         "input_ids": [[1, 1], [1, max_prompt // 2], [1, max_prompt]],
         "position_ids": [[1, 1], [1, max_prompt // 2], [1, max_prompt]],
         "mm_table": [[1, 1, llm.hidden_size], [1, t + 1, llm.hidden_size], [1, mm_max, llm.hidden_size]],
-        "past": kv(0, 0, 1),
+        "past": kv(0, 0, ctx - 1),  # a prompt after a reused prefix, or a batch row's suffix after the shared one
     }
     decode = {
         "input_ids": [[1, 1]] * 3,

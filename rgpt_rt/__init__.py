@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import errors
+from . import assets, errors
 from ._native import cpu as _cpu
 from ._native import cuda as _cuda
 from .chat import Chat
@@ -27,6 +27,7 @@ __all__ = [
     "Runtime",
     "Timings",
     "__version__",
+    "assets",
     "build_info",
     "errors",
 ]

@@ -67,6 +67,40 @@ def stable_prefix(text: str, stops: tuple[str, ...]) -> str:
     return text[: len(text) - hold].rstrip()
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def score(backend: Backend, table, prompt: list[int], keys: list, candidates: list[list[int]]) -> list[float]:
+    """Sum of log-probabilities of each candidate's tokens after `prompt` (teacher forcing), all candidates
+    decoded together as rows that share the prompt's KV."""
+    b = len(candidates)
+    ids, row_keys = [prompt] * b, [keys] * b
+    p = shared_prefix_len(row_keys)
+    cache = backend.kv_prefix
+    backend.reserve(len(prompt) + max(len(c) for c in candidates), batch=b)
+    start = cache.reusable(keys, p - 1 if b == 1 else p)
+    cache.reused = start
+    sampler = backend.sampler(GenerationConfig(max_new_tokens=1), b)
+    cache.clear()
+    _, logits = backend.prefill(prompt[:p], start, [r[p:] for r in ids], table, sampler, want_logits=True)
+    cache.set(keys)
+    total = [float(_log_softmax(logits[i])[c[0]]) for i, c in enumerate(candidates)]
+    pos = [len(prompt)] * b
+    for t in range(max(len(c) for c in candidates) - 1):
+        feed = [c[t] if t + 1 < len(c) else None for c in candidates]
+        _, logits = backend.step(feed, pos, sampler, want_logits=True)
+        if feed[0] is not None:
+            cache.put(pos[0], feed[0])
+        for i, c in enumerate(candidates):
+            if feed[i] is not None:
+                total[i] += float(_log_softmax(logits[i])[c[t + 1]])
+                pos[i] += 1
+    return total
+
+
 def shared_prefix_len(rows: list[list]) -> int:
     """The longest common prefix of the rows' keys, leaving every row of a batch at least one token of its own."""
     if len(rows) == 1:
@@ -118,7 +152,7 @@ def generate(
         if all(s.done for s in seqs):
             break
         feed = [None if s.done else tok for s, tok in zip(seqs, tokens)]
-        tokens = backend.step(feed, pos, sampler)
+        tokens, _ = backend.step(feed, pos, sampler)
         if feed[0] is not None:
             cache.put(pos[0], feed[0])
         pos = [q + (f is not None) for q, f in zip(pos, feed)]

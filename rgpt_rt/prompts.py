@@ -184,19 +184,24 @@ def count_regions(text: str, region_token: str = REGION) -> int:
     return len(re.findall("|".join(re.escape(t) for t in tokens), text))
 
 
-def build_prompt(turns: list[tuple[str, str | None]], template: str) -> str:
-    """turns = [(instruction, answer or None), ...]; the last turn's answer is None (to be generated)."""
+def prompt_parts(turns: list[tuple[str, str | None]], template: str) -> list[tuple[str, bool]]:
+    """The prompt as (text, markup) pieces: markup pieces (the template, the instructions) may hold the image
+    token and `<region>` placeholders; earlier answers are plain text, never parsed for placeholders (a model
+    may well have written "<region>")."""
     if template not in TEMPLATES:
         raise PromptError(f"unknown conversation template '{template}'; known: {', '.join(TEMPLATES)}")
     t = TEMPLATES[template]
-    parts = [t.head, IMAGE, "\n"]
+    parts = [(t.head + IMAGE + "\n", True)]
     for i, (instruction, answer) in enumerate(turns):
-        if i:
-            parts.append(t.user)
-        parts += [instruction, t.assistant]
+        parts.append(((t.user if i else "") + instruction + t.assistant, True))
         if answer is not None:
-            parts += [t.answer_prefix, answer, t.answer_end]
-    return "".join(parts)
+            parts += [(t.answer_prefix, True), (answer, False), (t.answer_end, True)]
+    return parts
+
+
+def build_prompt(turns: list[tuple[str, str | None]], template: str) -> str:
+    """turns = [(instruction, answer or None), ...]; the last turn's answer is None (to be generated)."""
+    return "".join(text for text, _ in prompt_parts(turns, template))
 
 
 def split_prompt(prompt: str, region_token: str = REGION) -> list[str]:

@@ -36,11 +36,12 @@ from .generation import GenerationConfig, GenerationResult, Timings
 from .inputs import load_frame, preprocess_masks, to_masks
 from .prompts import (
     COCO80,
-    build_prompt,
+    TEMPLATES,
     category_instruction,
     count_regions,
     match_category,
     parse_refer,
+    prompt_parts,
     refer_instruction,
     task_instruction,
 )
@@ -169,7 +170,7 @@ class Runtime:
                 f"the instruction has {placeholders} <region> placeholders but {len(region_rows)} "
                 "region masks were given; they must match"
             )
-        prompt = build_prompt(turns, self.cfg.conv_template)
+        prompt = prompt_parts(turns, self.cfg.conv_template)  # earlier answers are never parsed for placeholders
         ids = self.tokenizer.encode_prompt(prompt, visual.n_image, region_rows)
         ctx = self.cfg.llm.max_position_embeddings
         if len(ids) >= ctx:
@@ -244,7 +245,15 @@ class Runtime:
         """One region's description: task "detail" (default) or "brief"."""
         if task not in DESCRIBE_TASKS:
             raise PromptError(f"unknown describe task '{task}'; use one of {', '.join(DESCRIBE_TASKS)}")
-        return self.generate(frame, task_instruction(task), mask, **kwargs).text
+        img = load_frame(frame, bgr=kwargs.pop("bgr", False))
+        allow = kwargs.pop("allow_empty_masks", None)
+        stack = to_masks(mask, img.shape[:2], allow_empty=self.allow_empty_masks if allow is None else allow)
+        if len(stack) != 1:
+            raise PromptError(
+                f"describe() takes one region, got {len(stack)}; use describe_many(frame, masks) for one "
+                "description each, or ask() with one <region> per mask"
+            )
+        return self.generate(img, task_instruction(task), stack, allow_empty_masks=True, **kwargs).text
 
     def describe_many(
         self,
@@ -304,6 +313,40 @@ class Runtime:
             img, refer_instruction(len(stack), expression), stack, allow_empty_masks=True, **kwargs
         ).text
         return parse_refer(text, len(stack))
+
+    def score(
+        self,
+        frame: Any,
+        instruction: str,
+        masks: Any,
+        candidates: list[str],
+        *,
+        end: bool = True,
+        bgr: bool = False,
+        allow_empty_masks: bool | None = None,
+    ) -> list[float]:
+        """Log-likelihood of each candidate answer to `instruction` (sum over its tokens, as the template writes
+        an answer; with `end`, the end-of-answer token too, so "car" does not also score "car seat"). The
+        candidates share the prompt's KV and are scored together; the frame is encoded once. Used for
+        likelihood-ranked classification (mAP) in rgpt_rt.eval."""
+        if isinstance(candidates, (str, bytes)) or not candidates:
+            raise TypeError("candidates must be a non-empty list of answer strings")
+        if not all(isinstance(c, str) and c for c in candidates):
+            raise TypeError("every candidate must be a non-empty string")
+        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
+        prompt = self._prompt_ids(visual, [(instruction, None)], list(range(visual.n_regions)))
+        template = TEMPLATES[self.cfg.conv_template]
+        stop = self.tokenizer.tok.token_to_id(template.stop) if end else None
+        rows = [
+            self.tokenizer.encode_text(template.answer_prefix + c) + ([stop] if stop is not None else [])
+            for c in candidates
+        ]
+        ctx = self.cfg.llm.max_position_embeddings
+        if len(prompt) + max(len(r) for r in rows) > ctx:
+            raise PromptError(f"the prompt and the longest candidate exceed the model's context {ctx}")
+        keys = visual.token_keys(prompt, self.cfg.llm.vocab_size)
+        with self._exclusive():
+            return decode_loop.score(self.backend, visual.table, prompt, keys, rows)
 
     def chat(self, frame: Any, masks: Any = None, *, bgr: bool = False) -> Chat:
         from .chat import Chat

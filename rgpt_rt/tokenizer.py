@@ -42,26 +42,39 @@ class PromptTokenizer:
     def encode_text(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
 
-    def encode_prompt(self, prompt: str, n_image: int, region_rows: list[int]) -> list[int]:
-        """Prompt string -> ids with BOS; the image token becomes V..V+n_image-1 and placeholder k becomes
-        V + n_image + region_rows[k]."""
+    def encode_prompt(self, prompt: str | list[tuple[str, bool]], n_image: int, region_rows: list[int]) -> list[int]:
+        """Prompt (a string, or prompt_parts' (text, markup) pieces) -> ids with BOS; the image token becomes
+        V..V+n_image-1 and placeholder k becomes V + n_image + region_rows[k]. Only markup is split at the image
+        token and placeholders; plain pieces (earlier answers) are encoded as text whatever they contain."""
         v = self.vocab_size
         ids = [self.bos_id]
         k = 0
         seen_image = False
-        for chunk in split_prompt(prompt, self.cfg.region_token):
+        chunks: list[tuple[str, bool]] = []  # (text, is a placeholder)
+        for text, markup in [(prompt, True)] if isinstance(prompt, str) else prompt:
+            if not markup:
+                chunks.append((text, False))
+                continue
+            for chunk in split_prompt(text, self.cfg.region_token):
+                chunks.append((chunk, chunk in (IMAGE, "<region>", self.cfg.region_token)))
+        text = ""
+        for chunk, special in chunks + [("", True)]:
+            if not special:
+                text += chunk  # adjacent text is encoded as one piece, as a single string prompt would be
+                continue
+            if text:
+                ids.extend(self.encode_text(text))
+                text = ""
             if chunk == IMAGE:
                 if seen_image:
                     raise PromptError("the instruction must not contain <image>: the template places the image once")
                 seen_image = True
                 ids.extend(range(v, v + n_image))
-            elif chunk in ("<region>", self.cfg.region_token):
+            elif chunk:
                 if k >= len(region_rows):
                     raise PromptError(f"the prompt has more <region> placeholders than regions ({len(region_rows)})")
                 ids.append(v + n_image + region_rows[k])
                 k += 1
-            else:
-                ids.extend(self.encode_text(chunk))
         if k != len(region_rows):
             raise PromptError(f"the prompt has {k} <region> placeholders but {len(region_rows)} regions were given")
         return ids

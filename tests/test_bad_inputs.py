@@ -80,6 +80,12 @@ CASES = [
     ),
     ("no placeholder", lambda rt, tp: rt.ask(GOOD, "What is here?", BOX), PromptError, "0 <region> placeholders but 1"),
     (
+        "describe with two regions",
+        lambda rt, tp: rt.describe(GOOD, [BOX, (0, 0, 5, 5)]),
+        PromptError,
+        r"describe\(\) takes one region, got 2; use describe_many",
+    ),
+    (
         "image token in instruction",
         lambda rt, tp: rt.ask(GOOD, "<image> and <region>", BOX),
         PromptError,
@@ -129,16 +135,18 @@ def test_bad_input_gives_a_clear_error(rt_llava, tmp_path, name, call, exc, patt
 
 
 def test_runtime_still_works_after_every_bad_input(rt_llava, tmp_path):
+    before = rt_llava.generate(GOOD, INSTR, BOX, max_new_tokens=4).token_ids
     for _, call, exc, _ in CASES:
         with pytest.raises(exc):
             call(rt_llava, tmp_path)
-    assert isinstance(rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=4), str)
+    assert rt_llava.generate(GOOD, INSTR, BOX, max_new_tokens=4).token_ids == before  # same answer as before
 
 
 def test_reentrant_call_from_an_open_stream_is_refused(rt_llava):
+    expected = rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2)
     stream = rt_llava.stream(GOOD, INSTR, BOX, max_new_tokens=30)
     next(stream)
     with pytest.raises(RuntimeError, match="already generating in this thread"):
         rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2)
     stream.close()
-    assert isinstance(rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2), str)
+    assert rt_llava.ask(GOOD, INSTR, BOX, max_new_tokens=2) == expected  # the closed stream left no state behind

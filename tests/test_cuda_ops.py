@@ -6,7 +6,14 @@ torch = pytest.importorskip("torch")
 
 from rgpt_rt import _native  # noqa: E402
 from rgpt_rt.config import CLIP_MEAN, CLIP_STD  # noqa: E402
-from rgpt_rt.ops import preprocess_frame, preprocess_masks, region_pool  # noqa: E402
+from rgpt_rt.ops import (  # noqa: E402
+    DeviceTensor,
+    preprocess_frame,
+    preprocess_masks,
+    region_pool,
+    region_pool_device,
+    region_pool_workspace_bytes,
+)
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or _native.cuda() is None,
@@ -48,52 +55,33 @@ def test_region_pool_cuda_non_contiguous_and_guard_bands():
     ref = region_pool(fmap.cpu(), masks.cpu(), 5)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
-    # Guard bands: outputs carved from a larger allocation keep their sentinels.
-    mod = _native.cuda()
+    # Guard bands: outputs carved from a larger allocation keep their sentinels (through the device-pointer
+    # entry the trt backend uses).
     c, g, n, pad = 12, 5, 3, 64
     img = torch.full((g * g * c + 2 * pad,), 7.0, device="cuda")
     reg = torch.full((n * c + 2 * pad,), -7.0, device="cuda")
     image = img[pad : pad + g * g * c].view(g * g, c)
     regions = reg[pad : pad + n * c].view(n, c)
     m = masks.contiguous()
-    ws = torch.empty(mod.region_pool_workspace_bytes(n, 40, 30, c), dtype=torch.uint8, device="cuda")
+    ws = torch.empty(region_pool_workspace_bytes(n, 40, 30, c), dtype=torch.uint8, device="cuda")
 
     def dev(t, code):
         extent = t.untyped_storage().nbytes() // t.element_size() - t.storage_offset()
-        return t.data_ptr(), code, list(t.shape), list(t.stride()), extent
+        return DeviceTensor(t.data_ptr(), code, tuple(t.shape), tuple(t.stride()), extent)
 
-    mod.region_pool(
-        *dev(fmap, "f32"),
-        *dev(m, "f32"),
-        *dev(image, "f32"),
-        *dev(regions, "f32"),
-        g,
-        1e-8,
-        ws.data_ptr(),
-        ws.numel(),
-        torch.cuda.current_stream().cuda_stream,
+    stream = torch.cuda.current_stream().cuda_stream
+    region_pool_device(
+        dev(fmap, "f32"), dev(m, "f32"), dev(image, "f32"), dev(regions, "f32"), g, 1e-8, dev(ws, "u8"), stream
     )
     torch.cuda.synchronize()
     assert (img[:pad] == 7.0).all() and (img[-pad:] == 7.0).all()
     assert (reg[:pad] == -7.0).all() and (reg[-pad:] == -7.0).all()
+    torch.testing.assert_close(image.cpu(), ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(regions.cpu(), ref[1], rtol=1e-5, atol=1e-5)
     # A view claiming more memory than its allocation is refused before launch.
+    bad = dev(fmap, "f32")._replace(shape=(12, 40, 31))
     with pytest.raises(ValueError, match="reaches element"):
-        bad = dev(fmap, "f32")
-        mod.region_pool(
-            bad[0],
-            "f32",
-            [12, 40, 31],
-            bad[3],
-            bad[4],
-            *dev(m, "f32"),
-            *dev(image, "f32"),
-            *dev(regions, "f32"),
-            g,
-            1e-8,
-            ws.data_ptr(),
-            ws.numel(),
-            0,
-        )
+        region_pool_device(bad, dev(m, "f32"), dev(image, "f32"), dev(regions, "f32"), g, 1e-8, dev(ws, "u8"), stream)
 
 
 @pytest.mark.parametrize("hw", [(1080, 1920), (333, 127), (336, 336), (40, 30)])

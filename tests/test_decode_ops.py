@@ -3,7 +3,7 @@ references, the torch custom ops (opcheck), and the CUDA twins against the CPU o
 
 import numpy as np
 import pytest
-from tests_reference import assert_close, decode_attention_ref, rms_norm_ref, rope_ref
+from _reference import assert_close, decode_attention_ref, rms_norm_ref, rope_ref
 
 from rgpt_rt import _native
 from rgpt_rt.ops import decode_attention, rms_norm, rope_kv_write
@@ -37,7 +37,7 @@ def test_rms_norm_strided_rows_keep_guard_bands_and_errors():
     big = rng.standard_normal((8, 40)).astype(np.float32)
     x, w = big[::2, 4:36], rng.standard_normal(32).astype(np.float32)
     out = np.full((6, 32), 7.0, np.float32)
-    _native.cpu().rms_norm(x, "f32", w, out[1:5], None, None, 1e-6, 0)
+    _native.cpu().rms_norm(x, w, out[1:5], None, None, 1e-6)
     assert (out[0] == 7).all() and (out[5] == 7).all()
     assert_close(out[1:5], rms_norm_ref(x, w, 1e-6), 1e-5, 1e-5, "strided")
     with pytest.raises(ValueError, match=r"weight must be \[D\] with D = 32"):
@@ -47,7 +47,7 @@ def test_rms_norm_strided_rows_keep_guard_bands_and_errors():
     with pytest.raises(ValueError, match="residual must match x"):
         rms_norm(x, w, residual=x[:2])
     with pytest.raises(ValueError, match="x must have unit stride along D"):
-        _native.cpu().rms_norm(big[:, ::2], "f32", big[0, :20].copy(), np.zeros((8, 20), np.float32))
+        _native.cpu().rms_norm(big[:, ::2], big[0, :20].copy(), np.zeros((8, 20), np.float32))
 
 
 # ---- rope_kv_write ----------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_decode_attention_reads_a_shared_prefix_from_row_0():
     kn[1:, :, :prefix] = np.nan  # with `shared`, the rows' own prefix slots are never read
     vn[1:, :, :prefix] = np.nan
     assert_close(decode_attention(q, kn, vn, pos, 0.2, shared=shared), want, 1e-5, 1e-4, "shared")
-    assert_close(decode_attention(q, kc, vc, pos, 0.2, shared=np.zeros(b)), want, 1e-5, 1e-4, "shared 0")
+    assert_close(decode_attention(q, kc, vc, pos, 0.2, shared=np.zeros(b, np.int64)), want, 1e-5, 1e-4, "shared 0")
     assert np.isnan(decode_attention(q, kn, vn, pos, 0.2)).all(axis=(1, 2))[1:].all()  # without it, they are
     with pytest.raises(ValueError, match=r"shared must be \[B\] with B = 4"):
         decode_attention(q, kc, vc, pos, 0.2, shared=shared[:3])

@@ -185,12 +185,13 @@ def test_build_cli_end_to_end_and_rebuild_skip(tiny_llava, tmp_path):
     assert "[1/5] loading" in first.stdout and "engine directory ready" in first.stdout
     assert read_manifest(out).precision == "fp16"
     stamp = (out / "decoder.onnx").stat().st_mtime_ns
+    tokens = Runtime.from_pretrained(out).generate(SAMPLE_IMAGE, INSTR, SAMPLE_BOX, max_new_tokens=4).token_ids
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert "up to date" in again.stdout and (out / "decoder.onnx").stat().st_mtime_ns == stamp
     forced = subprocess.run(cmd + ["--force"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert forced.returncode == 0 and "[4/5]" in forced.stdout
     rt = Runtime.from_pretrained(out)
-    assert len(rt.generate(SAMPLE_IMAGE, INSTR, SAMPLE_BOX, max_new_tokens=4).token_ids) == 4
+    assert len(tokens) == 4 and rt.generate(SAMPLE_IMAGE, INSTR, SAMPLE_BOX, max_new_tokens=4).token_ids == tokens
     bad = subprocess.run(
         [sys.executable, "-m", "rgpt_rt.build", str(tmp_path / "nope"), "--out", str(out)],
         capture_output=True,
@@ -217,8 +218,13 @@ def test_int8_quality_and_graph(recipe, tiny_llava, tmp_path, sample_frame):
     assert len(rt.generate(sample_frame, INSTR, SAMPLE_BOX, max_new_tokens=8).token_ids) > 0
 
 
-def test_trt_backend_skips_cleanly_without_tensorrt(engine):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
+def test_trt_backend_without_tensorrt_says_what_to_install_and_refuses_an_onnx_only_directory(engine, monkeypatch):
+    import trt_double
+
     _, eng = engine
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on a machine without TensorRT
+    with pytest.raises(ImportError, match=r"needs TensorRT and cuda-python \(pip install 'rgpt_rt\[trt\]'\)"):
+        Runtime.from_pretrained(eng, backend="trt")
+    trt_double.install(monkeypatch)  # TensorRT and a GPU present (tests/trt_double), engines absent
     with pytest.raises(EngineError, match="has no TensorRT engines"):
         Runtime.from_pretrained(eng, backend="trt")

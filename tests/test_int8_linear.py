@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from tests_reference import assert_close
+from _reference import assert_close
 
 from rgpt_rt import _native
 from rgpt_rt.ops import int8_linear, quantize_weight
@@ -34,7 +34,7 @@ def test_strided_rows_guard_bands_and_errors():
     x = big[::2, 3:35]  # row stride 80, unit stride along K
     q, scale = quantize_weight(rng.standard_normal((9, 32)))
     ybuf = np.full((3 + 4, 9), 42.0, np.float32)
-    _native.cpu().int8_linear(x, "f32", q, scale, ybuf[2:5], 0)
+    _native.cpu().int8_linear(x, q, scale, ybuf[2:5])
     assert (ybuf[:2] == 42.0).all() and (ybuf[5:] == 42.0).all()
     assert_close(ybuf[2:5], reference(x, q, scale), 1e-4, 1e-5, "strided")
     with pytest.raises(ValueError, match=r"weight must be \[N, K\] with K = 32"):
@@ -44,7 +44,7 @@ def test_strided_rows_guard_bands_and_errors():
     with pytest.raises(ValueError, match=r"scale must be \[N\] with N = 9"):
         int8_linear(x, q, scale[:8])
     with pytest.raises(ValueError, match="x must have unit stride along K"):
-        _native.cpu().int8_linear(big[:3, ::2], "f32", q[:, :20].copy(), scale, np.zeros((3, 9), np.float32), 0)
+        _native.cpu().int8_linear(big[:3, ::2], q[:, :20].copy(), scale, np.zeros((3, 9), np.float32))
 
 
 def test_torch_op_and_opcheck():

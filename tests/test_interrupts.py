@@ -13,6 +13,7 @@ import pytest
 
 from rgpt_rt import Runtime
 from rgpt_rt.backends import torch_backend, torch_sampling
+from rgpt_rt.errors import PromptError
 from rgpt_rt.model import fused_decode, llama
 
 BOX_A, BOX_B, BOX_C = (128, 128, 232, 198), (10, 40, 90, 160), (240, 10, 300, 70)
@@ -153,3 +154,23 @@ def test_more_regions_than_one_call_can_pool_is_a_mask_error(rt_llava):
 def test_classify_refuses_a_vocabulary_given_as_one_string(rt_llava, sample_frame):
     with pytest.raises(TypeError, match="vocabulary must be a list"):
         rt_llava.classify(sample_frame, BOX_A, vocabulary="car")
+
+
+def test_earlier_answers_are_never_parsed_as_placeholders(rt_llava, sample_frame):
+    """Placeholders are the caller's instruction syntax: a model's earlier answer (history, or a Chat's own) may
+    contain "<region>" or "<image>" as text, and is encoded as text."""
+    answer = "It is <region>, next to <image> and <region>."
+    history = [("What is <region>?", answer)]
+    res = rt_llava.generate(sample_frame, "And <region>?", [BOX_A, BOX_B], history=history, **GEN)
+    assert len(res.token_ids) == GEN["max_new_tokens"]
+    visual = rt_llava.encode(sample_frame, [BOX_A, BOX_B])
+    ids = rt_llava._prompt_ids(visual, [*history, ("And <region>?", None)], [0, 1])
+    vocab = rt_llava.cfg.llm.vocab_size
+    region_ids = [i for i in ids if i >= vocab + visual.n_image]
+    assert region_ids == [vocab + visual.n_image, vocab + visual.n_image + 1]  # only the two instructions' marks
+    chat = rt_llava.chat(sample_frame, [BOX_A])
+    chat.history.append(("What is <region>?", answer))  # as if the model had answered that
+    chat._turn_masks.append(chat.masks)
+    assert isinstance(chat.ask("Describe <region>.", **GEN), str)
+    with pytest.raises(PromptError, match="2 <region> placeholders but 1"):
+        rt_llava.generate(sample_frame, "<region> or <region>?", [BOX_A], history=[], **GEN)

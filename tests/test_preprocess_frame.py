@@ -83,20 +83,18 @@ def test_masks_equal_pillow(hw):
 def test_guard_bands_and_errors():
     frame = np.random.default_rng(7).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     buf = np.full((5, 56, 56), 99.0, np.float32)
-    _native.cpu().preprocess_frame(frame, buf[1:4], "f32", False, [1, 2, 3], list(CLIP_MEAN), list(CLIP_STD), 0)
+    _native.cpu().preprocess_frame(frame, buf[1:4], False, [1, 2, 3], list(CLIP_MEAN), list(CLIP_STD))
     assert (buf[0] == 99.0).all() and (buf[4] == 99.0).all()
     c = _native.cpu()
     with pytest.raises(ValueError, match=r"frame must be \[H, W, 3\]"):
-        c.preprocess_frame(
-            frame[..., :2], np.zeros((3, 8, 8), np.float32), "f32", False, [0, 0, 0], [0, 0, 0], [1, 1, 1], 0
-        )
+        c.preprocess_frame(frame[..., :2], np.zeros((3, 8, 8), np.float32), False, [0, 0, 0], [0, 0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match=r"output must be \[3, S, S\]"):
-        c.preprocess_frame(frame, np.zeros((3, 8, 9), np.float32), "f32", False, [0, 0, 0], [0, 0, 0], [1, 1, 1], 0)
+        c.preprocess_frame(frame, np.zeros((3, 8, 9), np.float32), False, [0, 0, 0], [0, 0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="std must be > 0"):
-        c.preprocess_frame(frame, np.zeros((3, 8, 8), np.float32), "f32", False, [0, 0, 0], [0, 0, 0], [1, 0, 1], 0)
+        c.preprocess_frame(frame, np.zeros((3, 8, 8), np.float32), False, [0, 0, 0], [0, 0, 0], [1, 0, 1])
     with pytest.raises(ValueError, match="fill colour must be 0..255"):
-        c.preprocess_frame(frame, np.zeros((3, 8, 8), np.float32), "f32", False, [0, 300, 0], [0, 0, 0], [1, 1, 1], 0)
+        c.preprocess_frame(frame, np.zeros((3, 8, 8), np.float32), False, [0, 300, 0], [0, 0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="frame must be uint8"):
         preprocess_frame(frame.astype(np.float32), 8, CLIP_MEAN, CLIP_STD)
     with pytest.raises(ValueError, match=r"output must be \[N, S, S\] with N = 2"):
-        c.preprocess_masks(np.zeros((2, 5, 5), np.float32), np.zeros((3, 8, 8), np.float32), 0)
+        c.preprocess_masks(np.zeros((2, 5, 5), np.float32), np.zeros((3, 8, 8), np.float32))

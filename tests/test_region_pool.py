@@ -100,7 +100,7 @@ def test_bad_shapes_are_clear_errors():
 # ---- the native op (rgpt_rt.ops.region_pool, C++ CPU twin) against the float64 numpy reference ----------
 
 import numpy as np  # noqa: E402
-from tests_reference import assert_close, region_pool_ref  # noqa: E402
+from _reference import assert_close, region_pool_ref  # noqa: E402
 
 from rgpt_rt import _native  # noqa: E402
 from rgpt_rt.ops import region_pool as native_region_pool  # noqa: E402
@@ -183,7 +183,7 @@ def test_native_guard_bands_are_untouched():
     img_buf = np.full(((g * g + 2 * pad), c), 1234.5, np.float32)
     reg_buf = np.full(((n + 2 * pad), c), -777.0, np.float32)
     image, regions = img_buf[pad:-pad], reg_buf[pad:-pad]
-    _native.cpu().region_pool(fmap, "f32", masks, image, regions, "f32", g, 1e-8, 0)
+    _native.cpu().region_pool(fmap, masks, image, regions, g, 1e-8)
     assert (img_buf[:pad] == 1234.5).all() and (img_buf[-pad:] == 1234.5).all()
     assert (reg_buf[:pad] == -777.0).all() and (reg_buf[-pad:] == -777.0).all()
     assert_close(image, region_pool_ref(fmap, masks, g)[0], 1e-5, 1e-5, "image in guarded buffer")
@@ -212,24 +212,27 @@ def test_native_invalid_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="feature_map must be non-empty"):
         native_region_pool(np.zeros((4, 0, 8), np.float32), m, 2)
     c = _native.cpu()
+    img, reg = np.zeros((4, 4), np.float32), np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError, match=r"image output must be \[4, 4\]"):
-        c.region_pool(f, "f32", m, np.zeros((5, 4), np.float32), np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0)
+        c.region_pool(f, m, np.zeros((5, 4), np.float32), reg, 2, 1e-8)
     with pytest.raises(ValueError, match="must be row-major contiguous"):
-        c.region_pool(
-            f, "f32", m, np.zeros((4, 8), np.float32)[:, ::2], np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0
-        )
-    with pytest.raises(ValueError, match="element size 4 does not match dtype f16"):
-        c.region_pool(f, "f16", m, np.zeros((4, 4), np.float32), np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0)
+        c.region_pool(f, m, np.zeros((4, 8), np.float32)[:, ::2], reg, 2, 1e-8)
+    with pytest.raises(ValueError, match="image and regions outputs must have the same dtype"):
+        c.region_pool(f, m, img.astype(np.float16), reg, 2, 1e-8)
+    with pytest.raises(ValueError, match=r"feature_map has an element type no op takes \(buffer format 'd'\)"):
+        c.region_pool(f.astype(np.float64), m, img, reg, 2, 1e-8)
     with pytest.raises(ValueError, match="unknown dtype 'f64'"):
-        c.region_pool(f, "f64", m, np.zeros((4, 4), np.float32), np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0)
-    with pytest.raises((ValueError, TypeError)):
-        c.region_pool(
-            f, "f32", m, np.zeros((4, 4), np.float32), np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0, "extra"
-        )
+        c.region_pool((f.ctypes.data, "f64", [4, 8, 8], [64, 8, 1], 256), m, img, reg, 2, 1e-8)
+    with pytest.raises(ValueError, match="reaches element 256 but its buffer holds 256"):
+        c.region_pool((f.ctypes.data, "f32", [4, 8, 9], [64, 8, 1], 256), m, img, reg, 2, 1e-8)
+    with pytest.raises(TypeError):
+        c.region_pool(f, m, img, reg, 2, 1e-8, 0)  # threads, workspace and stream are keyword-only
+    with pytest.raises(TypeError):
+        c.region_pool(f, "f32", m, img, reg, "f32", 2, 1e-8, 0)  # the old call form with dtype strings
     ro = np.zeros((4, 4), np.float32)
     ro.flags.writeable = False
-    with pytest.raises((ValueError, BufferError)):
-        c.region_pool(f, "f32", m, ro, np.zeros((2, 4), np.float32), "f32", 2, 1e-8, 0)
+    with pytest.raises(ValueError, match=r"image output \(an output\) is read-only"):
+        c.region_pool(f, m, ro, reg, 2, 1e-8)
 
 
 def test_torch_custom_op_registration_and_model_default():

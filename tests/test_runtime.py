@@ -206,10 +206,20 @@ def test_refer_and_classify_parse_answers(rt_llava, sample_frame, monkeypatch):
     assert rt_llava.classify(sample_frame, BOX, vocabulary=["tree"]) is None
 
 
-def test_refer_and_classify_prompts(rt_llava, sample_frame):
+def test_refer_and_classify_prompts(rt_llava, sample_frame, monkeypatch):
+    from rgpt_rt.prompts import category_instruction, parse_refer, refer_instruction
+
+    calls, generate = [], rt_llava.generate
+
+    def spy(*args, **kwargs):
+        calls.append((args, generate(*args, **kwargs)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(rt_llava, "generate", spy)
     res_refer = rt_llava.refer(sample_frame, [BOX, (0, 0, 50, 50), (200, 0, 300, 80)], "the red car", **GEN)
-    assert res_refer is None or 0 <= res_refer < 3
-    from rgpt_rt.prompts import category_instruction, refer_instruction
+    [((_, instruction, masks), answer)] = calls  # refer asks once, with its template and all three masks
+    assert instruction == refer_instruction(3, "the red car") and len(masks) == 3
+    assert res_refer == parse_refer(answer.text, 3)
 
     assert refer_instruction(3, "the red car") == (
         "From the provided masks denoted by <region>, <region> and <region>, "

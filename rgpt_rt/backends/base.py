@@ -12,7 +12,8 @@ A backend owns the model weights and a KV cache of `batch` rows (reserve); the r
       Row 0 already holds the KV of prefix[:start] (start comes from `kv_prefix`); the backend computes the
       rest of the prefix in row 0, gives rows 1..B-1 the same prefix, runs each row's suffix after it (B =
       len(suffixes); a suffix may be empty only when B == 1) and picks each row's first token.
-  step(tokens [B] (None for a finished row), positions [B], sampler) -> next tokens [B] (None where finished)
+  step(tokens [B] (None for a finished row), positions [B], sampler, want_logits)
+      -> (next tokens [B] (None where finished), logits [B, V] | None)
       feeds each active row's token at its position and picks the next one.
   kv_prefix: the KVPrefix naming what KV-cache row 0 holds; the loop reads and updates it, the backend clears
       it whenever it reallocates or drops its cache.
@@ -93,4 +94,6 @@ class Backend(Protocol):
         want_logits: bool = False,
     ) -> tuple[list[int], np.ndarray | None]: ...
 
-    def step(self, tokens: list[int | None], positions: list[int], sampler: Picker) -> list[int | None]: ...
+    def step(
+        self, tokens: list[int | None], positions: list[int], sampler: Picker, want_logits: bool = False
+    ) -> tuple[list[int | None], np.ndarray | None]: ...

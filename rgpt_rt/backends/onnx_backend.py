@@ -104,9 +104,9 @@ class OnnxBackend:
         self._rows = rows
         return sampler.pick(all_logits), (all_logits if want_logits else None)
 
-    def step(self, tokens, positions, sampler):
+    def step(self, tokens, positions, sampler, want_logits=False):
         logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
         for b, (tok, pos) in enumerate(zip(tokens, positions)):
             if tok is not None:
                 logits[b], self._rows[b] = self._run([tok], self._dummy_table, pos, self._rows[b])
-        return sampler.pick(logits, [tok is not None for tok in tokens])
+        return sampler.pick(logits, [tok is not None for tok in tokens]), (logits if want_logits else None)

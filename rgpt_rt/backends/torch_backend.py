@@ -172,14 +172,15 @@ class TorchBackend:
             tokens = sampler.pick(logits).tolist()
         return tokens, (logits.float().cpu().numpy() if want_logits else None)
 
-    def step(self, tokens, positions, sampler):
+    def step(self, tokens, positions, sampler, want_logits=False):
         """Finished rows (None) feed a dummy token at their own last position (their output is ignored)."""
         t = self.torch
         self._check_positions(positions)
         with t.inference_mode():
             logits = self._decode([0 if tok is None else tok for tok in tokens], positions)
             picked = sampler.pick(logits).tolist()
-        return [None if tok is None else nxt for tok, nxt in zip(tokens, picked)]
+            host = logits.float().cpu().numpy() if want_logits else None
+        return [None if tok is None else nxt for tok, nxt in zip(tokens, picked)], host
 
     def set_decode(self, mode: str) -> None:
         """Switch the decode step (see the module docstring); captured graphs are dropped."""

@@ -1,7 +1,7 @@
 """The trt backend: TensorRT engines from an engine directory, CUDA memory and streams via cuda-python.
 
 Same I/O contract as the onnx backend (the engines are built from the same ONNX graphs). Everything stays on
-the device between stages: pixels -> vision engine -> region_pool (rgpt_rt._C_cuda, on this stream) ->
+the device between stages: pixels -> vision engine -> region_pool (rgpt_rt.ops, on this stream) ->
 connector engine -> the multimodal table, which the decoder reads in place. Each KV-cache row lives in two sets
 of device buffers (past and present swap roles each step), so a decode step copies nothing but its token id
 in and its logits out. Rows of a batch (describe_many) start from copies of row 0's prefix and decode one after
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _native
 from ..engine import read_manifest
 from ..inputs import preprocess_frame
+from ..ops import DeviceTensor, region_pool_device, region_pool_workspace_bytes
 from ..sampling import HostSampler
 from .base import KVPrefix
 
@@ -62,9 +62,6 @@ class TrtBackend:
         props = _ok(cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
         self.manifest.check_trt(trt.__version__, f"sm_{props.major}{props.minor}")
         self.cfg = self.manifest.cfg
-        self.cuda_ops = _native.cuda()
-        if self.cuda_ops is None:
-            raise RuntimeError("backend='trt' needs rgpt_rt built with CUDA (rgpt_rt._C_cuda) for region_pool")
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
         self.engines, self.ctx = {}, {}
@@ -100,7 +97,7 @@ class TrtBackend:
         self.d_logits = b.alloc(llm.vocab_size * 4)
         self.kv_item = db
         self.kv, self.cur, self.held = [self._kv_set()], [0], [0]  # per row: buffer sets, current set, positions
-        self.ws_bytes = self.cuda_ops.region_pool_workspace_bytes(self.max_regions, hw, hw, c)
+        self.ws_bytes = region_pool_workspace_bytes(self.max_regions, hw, hw, c)  # RuntimeError without _C_cuda
         self.d_ws = b.alloc(self.ws_bytes)
         self._keep = []
 
@@ -152,31 +149,14 @@ class TrtBackend:
         self._run("vision", {"pixels": (1, 3, s, s)}, {"pixels": self.d_pixels, "refined": self.d_refined})
         self._h2d(self.d_masks, masks.astype(np.float32))
         code = "f16" if self.vis_dtype == np.float16 else "f32"
-        self.cuda_ops.region_pool(
-            self.d_refined,
-            code,
-            [c, hw, hw],
-            [hw * hw, hw, 1],
-            c * hw * hw,
-            self.d_masks,
-            "f32",
-            [n, s, s],
-            [s * s, s, 1],
-            max(n, 1) * s * s,
-            self.d_img_feat,
-            code,
-            [g * g, c],
-            [c, 1],
-            g * g * c,
-            self.d_reg_feat,
-            code,
-            [n, c],
-            [c, 1],
-            max(n, 1) * c,
+        region_pool_device(  # on self.stream, after the vision engine
+            DeviceTensor.contiguous(self.d_refined, code, (c, hw, hw)),
+            DeviceTensor.contiguous(self.d_masks, "f32", (n, s, s)),
+            DeviceTensor.contiguous(self.d_img_feat, code, (g * g, c)),
+            DeviceTensor.contiguous(self.d_reg_feat, code, (n, c)),
             g,
             cfg.region.mask_eps,
-            self.d_ws,
-            self.ws_bytes,
+            DeviceTensor.contiguous(self.d_ws, "u8", (self.ws_bytes,)),
             int(self.stream),
         )
         t, d = cfg.num_image_tokens, cfg.llm.hidden_size
@@ -202,6 +182,7 @@ class TrtBackend:
         while len(self.kv) < batch:  # rows beyond the first are allocated on first use (describe_many)
             self.kv.append(self._kv_set())
             self.cur.append(0)
+            self.held.append(0)
 
     def sampler(self, gen, rows: int) -> HostSampler:
         return HostSampler(gen, rows)
@@ -284,11 +265,11 @@ class TrtBackend:
             all_logits = np.stack([self._decode(b, s, rows, p, profile=0) for b, s in enumerate(suffixes)])
         return sampler.pick(all_logits), (all_logits if want_logits else None)
 
-    def step(self, tokens, positions, sampler):
+    def step(self, tokens, positions, sampler, want_logits=False):
         logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
         for b, (tok, pos) in enumerate(zip(tokens, positions)):
             if tok is not None:
                 if self.held[b] != pos:
                     raise ValueError(f"row {b} holds {self.held[b]} positions; cannot decode position {pos}")
                 logits[b] = self._decode(b, [tok], 1, pos, profile=1)
-        return sampler.pick(logits, [tok is not None for tok in tokens])
+        return sampler.pick(logits, [tok is not None for tok in tokens]), (logits if want_logits else None)

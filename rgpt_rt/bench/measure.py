@@ -194,7 +194,9 @@ def copy_bandwidth_gbs(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes * reps / (time.perf_counter() - t0) / 1e9
 
 
-def soak(rt, n: int, device: str, new_tokens: int = 8) -> dict:
+def soak(rt, n: int, device: str, new_tokens: int = 8, max_seconds: float = 0.0) -> dict:
+    """`n` describe calls after 100 warm-up calls (stopping early after `max_seconds` when > 0; `soak_calls`
+    says how many were made): growth of the host's resident memory and of the GPU's allocated memory."""
     from ..cli import SAMPLE_IMAGE
     from ..inputs import load_frame
 
@@ -209,10 +211,15 @@ def soak(rt, n: int, device: str, new_tokens: int = 8) -> dict:
 
         gpu0 = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
+    calls = 0
     for i in range(n):
         f = frame if i % 2 else frame[::-1].copy()
         rt.describe(f, box, max_new_tokens=new_tokens)
-    out = {"soak_calls": n, "soak_s": time.perf_counter() - t0, "soak_rss_growth_mb": current_rss_mb() - rss0}
+        calls += 1
+        if max_seconds > 0 and time.perf_counter() - t0 > max_seconds:
+            break
+    sync(device)
+    out = {"soak_calls": calls, "soak_s": time.perf_counter() - t0, "soak_rss_growth_mb": current_rss_mb() - rss0}
     if gpu0 is not None:
         import torch
 

@@ -24,6 +24,18 @@ def config_7b():
     return ModelConfig("llava", vision, RegionConfig(image_grid=24), ConnectorConfig("mlp2x_gelu", 1024, 4096), llm)
 
 
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "int8": "float16"}
+
+
+def random_7b_tokenizer(tmp: Path, cfg):
+    """A small generated tokenizer written to `tmp`, with the LLaVA specials (no download)."""
+    from ..testing.tokenizer import LLAVA_SPECIALS, train_tokenizer, write_tokenizer
+    from ..tokenizer import PromptTokenizer
+
+    write_tokenizer(tmp, train_tokenizer(LLAVA_SPECIALS, 512), "<s>", "</s>", ["<image>", "<region>"])
+    return PromptTokenizer(tmp, cfg)
+
+
 def random_7b_runtime(device: str, precision: str, tmp: Path):
     """RegionGPT-7B shapes with random weights created on the device (no checkpoint on disk)."""
     import torch
@@ -31,11 +43,9 @@ def random_7b_runtime(device: str, precision: str, tmp: Path):
     from ..backends.torch_backend import TorchBackend
     from ..model.regiongpt import RegionGPT
     from ..runtime import Runtime
-    from ..testing.tokenizer import LLAVA_SPECIALS, train_tokenizer, write_tokenizer
-    from ..tokenizer import PromptTokenizer
 
     cfg = config_7b()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "int8": torch.float16}[precision]
+    dtype = getattr(torch, TORCH_DTYPES[precision])
     with torch.device("meta"):
         model = RegionGPT(cfg)
     model = model.to_empty(device=device).to(dtype)
@@ -46,9 +56,8 @@ def random_7b_runtime(device: str, precision: str, tmp: Path):
                 p.fill_(1.0) if name.endswith("weight") else p.zero_()
             else:
                 p.normal_(0.0, 0.02, generator=gen)
-    write_tokenizer(tmp, train_tokenizer(LLAVA_SPECIALS, 512), "<s>", "</s>", ["<image>", "<region>"])
     backend = TorchBackend(model=model.eval(), device=device, precision="int8" if precision == "int8" else None)
-    return Runtime(backend, PromptTokenizer(tmp, cfg))
+    return Runtime(backend, random_7b_tokenizer(tmp, cfg))
 
 
 def open_runtime(args, tmp: Path):
@@ -66,3 +75,15 @@ def open_runtime(args, tmp: Path):
     )
     decode = args.decode[0] if args.decode and prec is not None else None
     return Runtime.from_pretrained(path, backend=args.backend, device=args.device, precision=prec, decode=decode)
+
+
+def hf_inputs(args, tmp: Path):
+    """What `--hf-only` needs to build transformers' model: (config, tokenizer, torch dtype). With --random-7b
+    the runtime's 7B weights are never made."""
+    import torch
+
+    if args.random_7b:
+        cfg = config_7b()
+        return cfg, random_7b_tokenizer(tmp, cfg), getattr(torch, TORCH_DTYPES[args.precision])
+    rt = open_runtime(args, tmp)
+    return rt.cfg, rt.tokenizer, getattr(rt.backend, "dtype", torch.float32)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, dtype_code, is_torch, torch_op
+from ._util import as_numpy_input, auto_threads, dtype_code, positions, torch_op, uses_torch
 
 
 def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float, shared: Any = None, threads: int = 0):
@@ -18,15 +18,15 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, pos: Any, scale: float,
 
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA) through `torch.ops.rgpt.decode_attention`.
     """
-    if is_torch(q):
+    if uses_torch(q=q, k_cache=k_cache, v_cache=v_cache, pos=pos, shared=shared):
         return torch_op("decode_attention")(q, k_cache, v_cache, pos, float(scale), shared)
     qa = as_numpy_input(q, "q")
-    code = dtype_code(qa, "q", ("f32", "f16"))
+    dtype_code(qa, "q", ("f32", "f16"))
     kc, vc = as_numpy_input(k_cache, "k_cache"), as_numpy_input(v_cache, "v_cache")
-    cache_code = dtype_code(kc, "k_cache", ("f32", "f16"))
+    dtype_code(kc, "k_cache", ("f32", "f16"))
     out = np.empty(qa.shape, qa.dtype)
-    p = np.ascontiguousarray(pos, np.int64)
+    p = positions(pos)
     work = int(p.clip(0).sum() + p.size) * qa.shape[1] * qa.shape[-1] if qa.ndim == 3 else 0
-    sh = None if shared is None else np.ascontiguousarray(shared, np.int64)
-    cpu().decode_attention(qa, code, kc, vc, cache_code, p, out, float(scale), sh, auto_threads(threads, work))
+    sh = None if shared is None else positions(shared, "shared")
+    cpu().decode_attention(qa, kc, vc, p, out, float(scale), sh, threads=auto_threads(threads, work))
     return out

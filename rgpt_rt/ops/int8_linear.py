@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, dtype_code, is_torch, torch_op
+from ._util import as_numpy_input, dtype_code, torch_op, uses_torch
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,10 +23,10 @@ def int8_linear(x: Any, weight: Any, scale: Any, threads: int = 0):
 
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA, `torch.ops.rgpt.int8_linear`).
     """
-    if is_torch(x):
+    if uses_torch(x=x, weight=weight, scale=scale):
         return torch_op("int8_linear")(x, weight, scale)
     xa = as_numpy_input(x, "x")
-    code = dtype_code(xa, "x", ("f32", "f16"))
+    dtype_code(xa, "x", ("f32", "f16"))
     q = np.asarray(weight)
     if q.dtype != np.int8:
         raise ValueError(f"weight must be int8, got {q.dtype}")
@@ -36,5 +36,5 @@ def int8_linear(x: Any, weight: Any, scale: Any, threads: int = 0):
     if xa.ndim == 2 and xa.shape[1] > 1 and xa.strides[1] != xa.itemsize:
         xa = np.ascontiguousarray(xa)
     y = np.empty((xa.shape[0], q.shape[0]), xa.dtype)
-    cpu().int8_linear(xa, code, np.ascontiguousarray(q), np.ascontiguousarray(s), y, threads)
+    cpu().int8_linear(xa, np.ascontiguousarray(q), np.ascontiguousarray(s), y, threads=threads)
     return y

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, is_torch, torch_op
+from ._util import as_numpy_input, auto_threads, torch_op, uses_torch
 
 
 def default_fill(mean: Sequence[float]) -> tuple[int, int, int]:
@@ -30,7 +30,7 @@ def preprocess_frame(
     colour), Pillow-exact bicubic resize to S, then (v / 255 - mean) / std. out_dtype "f32" or "f16".
     numpy in -> numpy out; torch in -> torch out (CPU or CUDA)."""
     fill = default_fill(mean) if fill is None else tuple(int(v) for v in fill)
-    if is_torch(frame):
+    if uses_torch(frame=frame):
         return torch_op("preprocess_frame")(
             frame, int(size), [float(v) for v in mean], [float(v) for v in std], list(fill), bool(bgr), out_dtype
         )
@@ -41,14 +41,14 @@ def preprocess_frame(
         raise ValueError(f"out_dtype must be 'f32' or 'f16', got {out_dtype!r}")
     out = np.empty((3, int(size), int(size)), np.float32 if out_dtype == "f32" else np.float16)
     cpu().preprocess_frame(
-        f, out, out_dtype, bool(bgr), list(fill), [float(v) for v in mean], [float(v) for v in std], threads
+        f, out, bool(bgr), list(fill), [float(v) for v in mean], [float(v) for v in std], threads=threads
     )
     return out
 
 
 def preprocess_masks(masks: Any, size: int, threads: int = 0):
     """float [N, H, W] in [0, 1] -> f32 [N, S, S]: the frame's pad (fill 0) and Pillow's bilinear resize."""
-    if is_torch(masks):
+    if uses_torch(masks=masks):
         return torch_op("preprocess_masks")(masks, int(size))
     m = np.asarray(masks)
     if m.dtype != np.float32:
@@ -57,5 +57,5 @@ def preprocess_masks(masks: Any, size: int, threads: int = 0):
     if m.ndim != 3:
         raise ValueError(f"masks must be [N, H, W], got shape {m.shape}")
     out = np.empty((m.shape[0], int(size), int(size)), np.float32)
-    cpu().preprocess_masks(m, out, auto_threads(threads, m.size))
+    cpu().preprocess_masks(m, out, threads=auto_threads(threads, m.size))
     return out

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._native import cpu
-from ._util import as_numpy_input, auto_threads, dtype_code, is_torch, torch_op
+from ._util import DeviceTensor, as_numpy_input, auto_threads, cuda_module, dtype_code, torch_op, uses_torch
 
 
 def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8, threads: int = 0):
@@ -20,10 +20,10 @@ def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8
                                    (align_corners=False); an all-zero mask gives zeros
     Outputs have feature_map's dtype. numpy in -> numpy out; torch in -> torch out (CPU or CUDA).
     """
-    if is_torch(feature_map):
+    if uses_torch(feature_map=feature_map, masks=masks):
         return torch_op("region_pool")(feature_map, masks, int(image_grid), float(eps))
     fmap = as_numpy_input(feature_map, "feature_map")
-    code = dtype_code(fmap, "feature_map", ("f32", "f16"))
+    dtype_code(fmap, "feature_map", ("f32", "f16"))
     m = np.asarray(masks)
     if m.dtype != np.float32:
         m = m.astype(np.float32)
@@ -37,5 +37,39 @@ def region_pool(feature_map: Any, masks: Any, image_grid: int, eps: float = 1e-8
     image = np.empty((max(g, 0) ** 2, c), fmap.dtype)
     regions = np.empty((m.shape[0], c), fmap.dtype)
     work = fmap.size * max(1, m.shape[0])
-    cpu().region_pool(fmap, code, m, image, regions, code, g, float(eps), auto_threads(threads, work))
+    cpu().region_pool(fmap, m, image, regions, g, float(eps), threads=auto_threads(threads, work))
     return image, regions
+
+
+def region_pool_workspace_bytes(n: int, h: int, w: int, c: int) -> int:
+    """Bytes of device workspace region_pool_device needs for n masks over a [c, h, w] map (0 = none)."""
+    return int(cuda_module().region_pool_workspace_bytes(int(n), int(h), int(w), int(c)))
+
+
+def region_pool_device(
+    feature_map: DeviceTensor,
+    masks: DeviceTensor,
+    image: DeviceTensor,
+    regions: DeviceTensor,
+    image_grid: int,
+    eps: float,
+    workspace: DeviceTensor,
+    stream: int,
+) -> None:
+    """region_pool on device memory the caller holds as raw pointers (the trt backend's CUDA allocations),
+    enqueued on the CUDA stream `stream`: the formula and shapes of `region_pool`, writing `image` [G*G, C]
+    and `regions` [N, C] in place. `workspace` is a u8 allocation of at least region_pool_workspace_bytes()
+    bytes. Every description is validated (shapes, dtypes, extents) before anything is launched."""
+    if workspace.dtype != "u8":
+        raise ValueError(f"workspace must be described as u8 bytes, got {workspace.dtype}")
+    cuda_module().region_pool(
+        feature_map,
+        masks,
+        image,
+        regions,
+        int(image_grid),
+        float(eps),
+        workspace=workspace.ptr,
+        workspace_bytes=workspace.extent,
+        stream=int(stream),
+    )

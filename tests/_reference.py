@@ -1,4 +1,4 @@
-"""float64 numpy references for the native ops (no torch): the definitions, written plainly."""
+"""Test helper, not a test module: float64 numpy references for the native ops (no torch), written plainly."""
 
 from __future__ import annotations
 
