@@ -66,15 +66,17 @@ def test_accuracy_yes_no_and_exact_match():
 def test_caption_metrics_on_identical_and_disjoint_captions():
     pytest.importorskip("pycocoevalcap")
     refs = {"1": ["a large red circle on the left"], "2": ["a small blue star at the top"], "3": ["two green squares"]}
-    same = M.caption_scores(refs, {k: v[0] for k, v in refs.items()}, tokenizer="simple")
+    same = M.caption_scores(refs, {k: v[0] for k, v in refs.items()}, tokenizer="simple", meteor=False)
     assert same["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
     assert same["ROUGE-L"] == pytest.approx(1.0)
     # CIDEr-D: 10 x the mean over n = 1..4 of the n-gram cosine; a candidate equal to its only reference gets 10,
     # except that the 3-word caption has no 4-grams (cosine 0 for n = 4): 7.5
     assert same["CIDEr"] == pytest.approx((10 + 10 + 7.5) / 3)
-    other = M.caption_scores(refs, {"1": "zebra", "2": "purple hat", "3": "an old boat sails"}, tokenizer="simple")
+    other = M.caption_scores(
+        refs, {"1": "zebra", "2": "purple hat", "3": "an old boat sails"}, tokenizer="simple", meteor=False
+    )
     assert other["BLEU-4"] < 1e-6 and other["CIDEr"] == 0.0 and other["ROUGE-L"] == 0.0
-    assert M.caption_scores(refs, {}, tokenizer="simple") == {"error": "no captions to score"}
+    assert M.caption_scores(refs, {}, tokenizer="simple", meteor=False) == {"error": "no captions to score"}
 
 
 def test_java_tokenizer_and_meteor_run_or_say_why():
@@ -153,8 +155,8 @@ class FakeRuntime(FakeRuntimeWithoutScore):
 
 def test_an_oracle_scores_full_marks_and_a_wrong_model_scores_nothing(world):
     ds = world_items(world, "test")
-    good = evaluate(FakeRuntime(ds), ds, progress=False, tokenizer="simple")
-    bad = evaluate(FakeRuntime(ds, wrong=True), ds, progress=False, tokenizer="simple")
+    good = evaluate(FakeRuntime(ds), ds, progress=False, tokenizer="simple", meteor=False)
+    bad = evaluate(FakeRuntime(ds, wrong=True), ds, progress=False, tokenizer="simple", meteor=False)
     g, b = good["metrics"], bad["metrics"]
     assert good["errors"] == bad["errors"] == 0
     for task, key in (
@@ -214,6 +216,8 @@ def test_the_random_tiny_checkpoint_runs_end_to_end_at_chance(world, tmp_path):
     assert set(m) == {"category", "refer", "reasoning", "brief"}
     # near chance: 12 categories; refer has 2..6 options (or none); a random model gets few right
     assert m["category"]["accuracy"] <= 0.5
+    # mAP through Runtime.score (one log-likelihood per category name): computed, and near chance
+    assert 0.0 <= m["category"]["mAP"] <= 1.0 and m["category"]["accuracy_by_likelihood"] <= 0.5
     assert m["refer"]["accuracy"] <= max(m["refer"]["no_match_share"], 0.5) + 0.2
     assert m["brief"]["exact_match"] == 0.0
     assert (out / "results.md").read_text().startswith("model: ")

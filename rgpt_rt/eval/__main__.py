@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16, help="regions decoded together by describe_many")
     ap.add_argument("--no-map", action="store_true", help="skip the likelihood scoring behind mAP")
     ap.add_argument("--tokenizer", default="auto", choices=["auto", "ptb", "simple"], help="caption tokenizer")
+    ap.add_argument("--no-meteor", action="store_true", help="skip METEOR (about 10 s of Java start-up per task)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
 

@@ -73,6 +73,10 @@ def exact_match(pred: str | None, truth: str) -> bool:
     return pred is not None and normalize_answer(pred) == normalize_answer(truth)
 
 
+class _Skip(Exception):
+    pass
+
+
 def simple_tokenize(text: str) -> list[str]:
     """The fallback tokenizer: lower case, punctuation split off and dropped (as the PTB tokenizer ends up)."""
     toks = re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower())
@@ -87,10 +91,13 @@ def _ptb(gts: dict, res: dict) -> tuple[dict, dict]:
         return tok.tokenize(gts), tok.tokenize(res)
 
 
-def caption_scores(refs: dict[str, list[str]], preds: dict[str, str], tokenizer: str = "auto") -> dict:
+def caption_scores(
+    refs: dict[str, list[str]], preds: dict[str, str], tokenizer: str = "auto", meteor: bool = True
+) -> dict:
     """BLEU-4, METEOR, ROUGE-L, CIDEr over keys shared by refs and preds (pycocoevalcap's scale: CIDEr 0..10).
 
-    tokenizer: "auto" (PTB through Java, else the pure-Python one), "ptb" or "simple".
+    tokenizer: "auto" (PTB through Java, else the pure-Python one), "ptb" or "simple". meteor=False skips METEOR
+    (its Java program loads paraphrase tables for about 10 s).
     Returns the metrics plus `tokenizer` (the one used) and `notes` (why anything fell back or is None).
     """
     try:
@@ -124,16 +131,22 @@ def caption_scores(refs: dict[str, list[str]], preds: dict[str, str], tokenizer:
         rouge, _ = Rouge().compute_score(g, r)
         cider, _ = Cider().compute_score(g, r)
     out = {"BLEU-4": float(bleu[3]), "ROUGE-L": float(rouge), "CIDEr": float(cider), "METEOR": None}
+    if not meteor:
+        notes.append("METEOR not computed (skipped on request)")
     try:
+        if not meteor:
+            raise _Skip
         from pycocoevalcap.meteor.meteor import Meteor
 
-        meteor = Meteor()
+        scorer = Meteor()
         try:
-            out["METEOR"] = float(meteor.compute_score(g, r)[0])
+            out["METEOR"] = float(scorer.compute_score(g, r)[0])
         finally:  # a failed read leaves its lock held, on which its __del__ would wait forever
-            if meteor.lock.locked():
-                meteor.lock.release()
-            meteor.meteor_p.kill()
+            if scorer.lock.locked():
+                scorer.lock.release()
+            scorer.meteor_p.kill()
+    except _Skip:
+        pass
     except (OSError, subprocess.SubprocessError, ValueError, BrokenPipeError) as exc:
         notes.append(f"METEOR could not run ({type(exc).__name__}: {exc}); it needs Java 8+ on PATH")
     out.update({"tokenizer": used, "n": len(keys), "notes": notes})

@@ -80,6 +80,7 @@ def evaluate(
     use_score: bool = True,
     progress: bool = True,
     tokenizer: str = "auto",
+    meteor: bool = True,
 ) -> dict:
     """Predictions for every item and the metrics of each task. Errors of single items are recorded and
     count as wrong answers; they do not stop the run."""
@@ -142,7 +143,7 @@ def evaluate(
         "seconds": round(seconds, 2),
         "errors": len(errors),
         "first_errors": errors[:10],
-        "metrics": compute_metrics(ds, preds, scores if can_score else None, tokenizer),
+        "metrics": compute_metrics(ds, preds, scores if can_score else None, tokenizer, meteor),
     }
     if not can_score and names:
         result["metrics"].setdefault("category", {})["mAP_note"] = (
@@ -153,7 +154,11 @@ def evaluate(
 
 
 def compute_metrics(
-    ds: Dataset, preds: dict[str, Any], scores: dict[str, list[float]] | None, tokenizer: str = "auto"
+    ds: Dataset,
+    preds: dict[str, Any],
+    scores: dict[str, list[float]] | None,
+    tokenizer: str = "auto",
+    meteor: bool = True,
 ) -> dict:
     out: dict[str, dict] = {}
     by_task: dict[str, list[Item]] = defaultdict(list)
@@ -187,7 +192,7 @@ def compute_metrics(
         else:  # captions
             refs = {it.key: it.references for it in items}
             got = {it.key: preds.get(it.key) or "" for it in items}
-            m.update(M.caption_scores(refs, got, tokenizer))
+            m.update(M.caption_scores(refs, got, tokenizer, meteor))
             if task == "brief":
                 m["exact_match"] = M.accuracy([M.exact_match(preds.get(it.key), it.answer) for it in items])
         held = [it for it in items if it.held_out]
