@@ -9,11 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
+from rgpt_rt import Box
+from rgpt_rt.data.scene import SHAPES
 from rgpt_rt.data.world import generate_split
 from rgpt_rt.eval import evaluate, markdown_table, world_items
 from rgpt_rt.eval import metrics as M
-from rgpt_rt.eval.__main__ import main
-from rgpt_rt.eval.datasets import select
+from rgpt_rt.eval.__main__ import load_dataset, main, parse_args
+from rgpt_rt.eval.datasets import coco_category_items, refcocog_items, select
 from rgpt_rt.inputs import load_frame, rle_decode
 from rgpt_rt.prompts import parse_refer
 from rgpt_rt.runtime import content_key
@@ -231,7 +233,45 @@ def test_the_random_tiny_checkpoint_runs_end_to_end_at_chance(world, tmp_path):
     assert parse_refer("Region [2]", 3) == 1
 
 
+def test_the_same_readers_serve_the_coco_refcocog_and_vg_layouts(world):
+    ann = world / "annotations"
+    coco = coco_category_items(ann / "instances_test.json", world / "test")
+    assert coco.categories == list(SHAPES) and coco.vocabulary == list(SHAPES)
+    assert all(it.image.is_file() for it in coco.items)
+    ref = refcocog_items(ann / "refs_test.json", ann / "instances_test.json", world / "test")
+    refer = [it for it in ref.items if it.task == "refer"]
+    caps = [it for it in ref.items if it.task == "refcocog_caption"]
+    assert refer and caps and all(2 <= len(it.regions) <= 6 for it in refer)
+    for it in refer:  # the answer indexes the region the expression names
+        target = rle_decode(
+            next(
+                a
+                for a in json.loads((ann / "instances_test.json").read_text())["annotations"]
+                if it.question in a["sentences"]
+            )["segmentation"]
+        )
+        assert (it.regions[it.answer]() == target).all()
+    assert all(it.references and it.answer == it.references[0] for it in caps)
+    out = evaluate(FakeRuntime(select(ref, ["refer"], None)), select(ref, ["refer"], None), progress=False)
+    assert out["metrics"]["refer"]["accuracy"] == 1.0
+    args = parse_args(
+        [
+            "m",
+            "--vg-regions",
+            str(ann / "region_descriptions_test.json"),
+            "--images",
+            str(world / "test"),
+            "--vg-image-pattern",
+            "{image_id:06d}.png",
+        ]
+    )
+    vg = load_dataset(args)
+    assert vg.items and all(it.image.is_file() and isinstance(it.regions[0], Box) for it in vg.items)
+
+
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main([str(tmp_path / "nope"), "--world", str(tmp_path), "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main([str(tmp_path), "--world", str(tmp_path), "--tasks", "bogus"]) == 2
+    assert main([str(tmp_path), "--coco-instances", str(tmp_path / "x.json")]) == 2
+    assert "needs --images" in capsys.readouterr().err

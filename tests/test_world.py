@@ -49,7 +49,7 @@ def test_same_seed_gives_the_same_bytes_and_other_seeds_differ(tmp_path):
     assert a == b
     assert all(a[k] != c[k] for k in a)  # every file of another seed differs
     generate_split(tmp_path / "d", "train", 4, seed=5)
-    assert _digest(tmp_path / "d")["train/000000.png"] != a["test/000000.png"]  # the split is part of the seed
+    assert _digest(tmp_path / "d")["train/000001.png"] != a["test/000001.png"]  # the split is part of the seed
 
 
 def test_rle_is_coco_column_major():
@@ -76,7 +76,7 @@ def test_masks_are_exact_areas_match_and_hidden_parts_are_excluded(world):
     for image_id, scene in enumerate(scenes, 1):
         anns = coco.anns_by_image[image_id]
         assert [a["attributes"]["shape"] for a in anns] == [o.shape for o in scene.objects]
-        img = np.asarray(Image.open(world / "test" / f"{image_id - 1:06d}.png"))
+        img = np.asarray(Image.open(world / "test" / f"{image_id:06d}.png"))
         assert (img == scene.image).all()
         union = np.zeros(img.shape[:2], dtype=int)
         for i, (a, o) in enumerate(zip(anns, scene.objects)):

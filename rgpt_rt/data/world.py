@@ -4,7 +4,8 @@
     python -m rgpt_rt.data.world --out world --split test --images 200 --seed 1
 
 Layout of OUT (COCO's, so one set of readers serves the world and real data):
-    {split}/000000.png ...                        the images (RGB PNG, --size square, 128 by default)
+    {split}/000001.png ...                        the images (RGB PNG, --size square, 128 by default), named by
+                                                  image id (Visual Genome-style files name no image file)
     annotations/instances_{split}.json            COCO instances: RLE segmentations (compressed, COCO's
                                                   column-major convention), visible area and box, category names;
                                                   each annotation also has attributes, `caption` (brief),
@@ -187,7 +188,7 @@ def generate_split(out: str | Path, split: str, images: int, seed: int, size: in
     for idx in range(images):
         rng = scene_rng(seed, split, idx)
         scene = sample_scene(rng, split, size=size)
-        file_name = f"{idx:06d}.png"
+        file_name = f"{idx + 1:06d}.png"
         Image.fromarray(scene.image).save(out / split / file_name, format="PNG", optimize=False)
         image = {
             "id": idx + 1,

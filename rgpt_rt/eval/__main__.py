@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data.formats import DatasetError
 from ..errors import RgptError
 from .datasets import TASKS, coco_category_items, refcocog_items, select, vg_items, world_items
 from .run import evaluate, markdown_table, write_results
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data.add_argument("--refs", help="RefCOCOg refs as JSON (with --instances): referring and region captions")
     data.add_argument("--instances", help="the COCO instances JSON the refs point into")
     data.add_argument("--vg-regions", help="Visual Genome region_descriptions.json (region captions)")
+    data.add_argument(
+        "--vg-image-pattern", default="{image_id}.jpg", help="VG image file name from its id (default {image_id}.jpg)"
+    )
     data.add_argument("--images", help="image directory of the COCO / RefCOCOg / VG files")
     ap.add_argument("--tasks", default="", help=f"comma-separated subset of {', '.join(TASKS)} (default: all present)")
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
@@ -50,17 +54,17 @@ def load_dataset(args: argparse.Namespace):
         return world_items(args.world, args.split)
     if args.coco_instances:
         if not args.images:
-            raise SystemExit("--coco-instances needs --images")
+            raise DatasetError("--coco-instances needs --images")
         return coco_category_items(args.coco_instances, args.images)
     if args.refs:
         if not (args.instances and args.images):
-            raise SystemExit("--refs needs --instances and --images")
+            raise DatasetError("--refs needs --instances and --images")
         return refcocog_items(args.refs, args.instances, args.images)
     if args.vg_regions:
         if not args.images:
-            raise SystemExit("--vg-regions needs --images")
-        return vg_items(args.vg_regions, args.images)
-    raise SystemExit("give a dataset: --world, --coco-instances, --refs or --vg-regions")
+            raise DatasetError("--vg-regions needs --images")
+        return vg_items(args.vg_regions, args.images, args.vg_image_pattern)
+    raise DatasetError("give a dataset: --world, --coco-instances, --refs or --vg-regions")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ Expected layouts (any directory names; pass the files):
     COCO val2017   --coco-instances annotations/instances_val2017.json --images val2017/
     RefCOCOg       --refs refs.json --instances refcocog/instances.json --images train2014/
                    (refs.json: refcocog's refs(umd).p converted to JSON once; pickle is never opened)
-    Visual Genome  --vg-regions region_descriptions.json --images VG_100K/
+    Visual Genome  --vg-regions region_descriptions.json --images VG_100K/ [--vg-image-pattern "{image_id}.jpg"]
     the world      --world DIR [--split test]   (written by python -m rgpt_rt.data.world)
 """
 
@@ -130,12 +130,14 @@ def refcocog_items(refs_path: str | Path, instances_path: str | Path, images: st
     return Dataset("refcocog", items, coco.names)
 
 
-def vg_items(regions_path: str | Path, images: str | Path) -> Dataset:
+def vg_items(regions_path: str | Path, images: str | Path, pattern: str = "{image_id}.jpg") -> Dataset:
+    """Region captions from Visual Genome region descriptions; the image file is `pattern` formatted with the
+    image id (VG_100K/{image_id}.jpg; the world's: {image_id:06d}.png)."""
     root = Path(images)
     items = [
         Item(
             "vg_caption",
-            root / f"{r['image_id']}.jpg",
+            root / pattern.format(image_id=r["image_id"]),
             [Box(*r["box"])],
             r["phrase"],
             references=[r["phrase"]],
