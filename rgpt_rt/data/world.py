@@ -156,21 +156,23 @@ def _reasoning(scene: Scene, image: dict, anns: list[dict], rng: np.random.Gener
         return []
     out, seen = [], set()
     kinds = [("yes_no", k) for k in L.YES_NO] + [("open", k) for k in L.OPEN]
-    for _ in range(4 * REASONING_PER_IMAGE):
+    want = None  # the yes/no answer the next yes/no question should have: "Yes" and "No" come equally often
+    for _ in range(12 * REASONING_PER_IMAGE):
         if len(out) == REASONING_PER_IMAGE:
             break
+        if want is None:
+            want = "Yes" if rng.random() < 0.5 else "No"
         i, j = (int(v) for v in rng.choice(n, size=2, replace=False))
         kind, name = kinds[int(rng.integers(len(kinds)))]
-        if kind == "yes_no" and rng.random() < 0.5:
-            i, j = j, i  # either order, so "Yes" and "No" are both common
         a, b = scene.objects[i], scene.objects[j]
         answer = L.yes_no_answer(name, a, b) if kind == "yes_no" else L.open_answer(name, a, b)
-        if answer is None or (i, j, name) in seen:
+        if answer is None or (i, j, name) in seen or (kind == "yes_no" and answer != want):
             continue
         seen.add((i, j, name))
         question = (L.YES_NO if kind == "yes_no" else L.OPEN)[name]
         assert question.count(REGION) == 2
         out.append(_task(image, "reasoning", [anns[i], anns[j]], question, answer, kind=kind, question_type=name))
+        want = None if kind == "yes_no" else want
     return out
 
 

@@ -183,6 +183,7 @@ def compute_metrics(
         elif task == "reasoning":
             yn = [it for it in items if it.kind == "yes_no"]
             op = [it for it in items if it.kind != "yes_no"]
+            m["n_yes_no"], m["n_open"] = len(yn), len(op)
             m["yes_no_accuracy"] = M.accuracy([M.yes_no(preds.get(it.key) or "") == M.yes_no(it.answer) for it in yn])
             m["open_exact_match"] = M.accuracy([M.exact_match(preds.get(it.key), it.answer) for it in op])
             m["accuracy"] = M.accuracy(
@@ -247,7 +248,8 @@ def markdown_table(result: dict, header: dict[str, str] | None = None) -> str:
             if key not in m:
                 continue
             v = m[key]
-            n = m.get("held_out_n", m["n"]) if key.startswith("held_out") else m["n"]
+            n = {"yes_no_accuracy": m.get("n_yes_no"), "open_exact_match": m.get("n_open")}.get(key, m["n"])
+            n = m.get("held_out_n", n) if key.startswith("held_out") else n
             shown = "n/a" if v is None else f"{100 * v:.1f}"
             lines.append(f"| {task} | {key} | {shown} | {n} |")
         for note in (
