@@ -168,7 +168,8 @@ def test_the_expression_checker_sees_ambiguity():
 def test_reasoning_answers_follow_the_geometry(world):
     coco = read_coco_instances(world / "annotations" / "instances_test.json")
     tasks = [t for t in read_tasks(world / "tasks_test.jsonl") if t["task"] == "reasoning"]
-    assert len(tasks) >= 10 and {t["answer"] for t in tasks if t["kind"] == "yes_no"} == {"Yes", "No"}
+    yes_no = [t["answer"] for t in tasks if t["kind"] == "yes_no"]
+    assert len(tasks) >= 10 and 0.3 <= yes_no.count("Yes") / len(yes_no) <= 0.7  # "always No" is no strategy
 
     def box(ann):
         ys, xs = np.nonzero(rle_decode(ann["segmentation"]))
