@@ -209,6 +209,7 @@ def test_the_random_tiny_checkpoint_runs_end_to_end_at_chance(world, tmp_path):
             "--quiet",
             "--tokenizer",
             "simple",
+            "--no-meteor",
         ]
     )
     assert rc == 0
@@ -222,6 +223,7 @@ def test_the_random_tiny_checkpoint_runs_end_to_end_at_chance(world, tmp_path):
     assert 0.0 <= m["category"]["mAP"] <= 1.0 and m["category"]["accuracy_by_likelihood"] <= 0.5
     assert m["refer"]["accuracy"] <= max(m["refer"]["no_match_share"], 0.5) + 0.2
     assert m["brief"]["exact_match"] == 0.0
+    assert m["brief"]["METEOR"] is None and "skipped" in m["brief"]["notes"][0]  # --no-meteor
     assert (out / "results.md").read_text().startswith("model: ")
     # predictions are the runtime's parsed answers
     refer_preds = [

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             use_score=not args.no_map,
             progress=not args.quiet,
             tokenizer=args.tokenizer,
+            meteor=not args.no_meteor,
         )
     except (RgptError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -73,10 +73,6 @@ def exact_match(pred: str | None, truth: str) -> bool:
     return pred is not None and normalize_answer(pred) == normalize_answer(truth)
 
 
-class _Skip(Exception):
-    pass
-
-
 def simple_tokenize(text: str) -> list[str]:
     """The fallback tokenizer: lower case, punctuation split off and dropped (as the PTB tokenizer ends up)."""
     toks = re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower())
@@ -133,21 +129,18 @@ def caption_scores(
     out = {"BLEU-4": float(bleu[3]), "ROUGE-L": float(rouge), "CIDEr": float(cider), "METEOR": None}
     if not meteor:
         notes.append("METEOR not computed (skipped on request)")
-    try:
-        if not meteor:
-            raise _Skip
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scorer = Meteor()
+    else:
         try:
-            out["METEOR"] = float(scorer.compute_score(g, r)[0])
-        finally:  # a failed read leaves its lock held, on which its __del__ would wait forever
-            if scorer.lock.locked():
-                scorer.lock.release()
-            scorer.meteor_p.kill()
-    except _Skip:
-        pass
-    except (OSError, subprocess.SubprocessError, ValueError, BrokenPipeError) as exc:
-        notes.append(f"METEOR could not run ({type(exc).__name__}: {exc}); it needs Java 8+ on PATH")
+            from pycocoevalcap.meteor.meteor import Meteor
+
+            scorer = Meteor()
+            try:
+                out["METEOR"] = float(scorer.compute_score(g, r)[0])
+            finally:  # a failed read leaves its lock held, on which its __del__ would wait forever
+                if scorer.lock.locked():
+                    scorer.lock.release()
+                scorer.meteor_p.kill()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            notes.append(f"METEOR could not run ({type(exc).__name__}: {exc}); it needs Java 8+ on PATH")
     out.update({"tokenizer": used, "n": len(keys), "notes": notes})
     return out
