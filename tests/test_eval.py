@@ -277,3 +277,20 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main([str(tmp_path), "--world", str(tmp_path), "--tasks", "bogus"]) == 2
     assert main([str(tmp_path), "--coco-instances", str(tmp_path / "x.json")]) == 2
     assert "needs --images" in capsys.readouterr().err
+
+
+def test_an_onnx_engine_gives_the_torch_answers(world, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from build_engine.builder import build
+    from rgpt_rt.runtime import Runtime
+    from rgpt_rt.testing import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny", layout="llava")
+    engine = build(ckpt, tmp_path / "engine", log=lambda *a: None)
+    ds = select(world_items(world, "test"), ["category", "refer", "reasoning"], 1)
+    kw = {"max_new_tokens": 4, "progress": False, "tokenizer": "simple", "meteor": False}
+    ref = evaluate(Runtime.from_pretrained(ckpt, backend="torch"), ds, **kw)
+    got = evaluate(Runtime.from_pretrained(engine, backend="onnx"), ds, **kw)
+    assert got["errors"] == ref["errors"] == 0
+    assert len(got["predictions"]) == len(ds.items) > 0 and got["predictions"] == ref["predictions"]
+    assert got["metrics"]["category"]["mAP"] == pytest.approx(ref["metrics"]["category"]["mAP"], abs=1e-6)
