@@ -95,6 +95,16 @@ def test_java_tokenizer_and_meteor_run_or_say_why():
     assert ptb["1"][0].split() == M.simple_tokenize(refs["1"][0])
 
 
+def test_without_java_the_caption_metrics_fall_back_and_say_why(monkeypatch, tmp_path):
+    pytest.importorskip("pycocoevalcap")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java on PATH
+    refs = {"1": ["A large red circle, on the left."], "2": ["a small blue star"]}
+    out = M.caption_scores(refs, {"1": "a large red circle on the left", "2": "a green square"})
+    assert out["tokenizer"] == "simple" and out["METEOR"] is None
+    assert "PTB tokenizer could not run" in out["notes"][0] and "METEOR could not run" in out["notes"][1]
+    assert out["BLEU-4"] > 0.5 and out["CIDEr"] > 0.0
+
+
 # ---- the harness with fake runtimes ----------------------------------------------------------------------
 
 
