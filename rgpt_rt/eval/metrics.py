@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -111,6 +112,8 @@ def caption_scores(
     used = "simple"
     if tokenizer in ("auto", "ptb"):
         try:
+            if shutil.which("java") is None:
+                raise FileNotFoundError("no java on PATH")
             g, r = _ptb(gts, res)
             used = "ptb"
         except (OSError, subprocess.SubprocessError) as exc:
@@ -129,6 +132,8 @@ def caption_scores(
     out = {"BLEU-4": float(bleu[3]), "ROUGE-L": float(rouge), "CIDEr": float(cider), "METEOR": None}
     if not meteor:
         notes.append("METEOR not computed (skipped on request)")
+    elif shutil.which("java") is None:
+        notes.append("METEOR could not run (no java on PATH); it needs Java 8+")
     else:
         try:
             from pycocoevalcap.meteor.meteor import Meteor
