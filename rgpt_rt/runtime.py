@@ -356,8 +356,11 @@ class Runtime:
         if len(prompt) + max(len(r) for r in rows) > ctx:
             raise PromptError(f"the prompt and the longest candidate exceed the model's context {ctx}")
         keys = visual.token_keys(prompt, self.cfg.llm.vocab_size)
-        with self._exclusive():
-            return decode_loop.score(self.backend, visual.table, prompt, keys, rows)
+        scores: list[float] = []
+        with self._exclusive():  # batches of candidates, each reusing the prompt's KV: the cache stays small
+            for lo in range(0, len(rows), DESCRIBE_BATCH):
+                scores += decode_loop.score(self.backend, visual.table, prompt, keys, rows[lo : lo + DESCRIBE_BATCH])
+        return scores
 
     def chat(self, frame: Any, masks: Any = None, *, bgr: bool = False) -> Chat:
         from .chat import Chat

@@ -174,3 +174,77 @@ def test_earlier_answers_are_never_parsed_as_placeholders(rt_llava, sample_frame
     assert isinstance(chat.ask("Describe <region>.", **GEN), str)
     with pytest.raises(PromptError, match="2 <region> placeholders but 1"):
         rt_llava.generate(sample_frame, "<region> or <region>?", [BOX_A], history=[], **GEN)
+
+
+@pytest.mark.parametrize("decode", ["reference", "fused"])
+def test_seeded_samples_of_a_region_do_not_depend_on_the_other_rows_of_a_batch(tiny_llava, sample_frame, decode):
+    rt = Runtime.from_pretrained(tiny_llava, decode=decode)
+    boxes = [BOX_A, BOX_B, BOX_C]
+    opts = {"temperature": 1.0, "top_p": 0.9, "seed": 3, "max_new_tokens": 10, "ignore_eos": True}
+    one_by_one = rt.describe_many(sample_frame, boxes, batch=False, **opts)
+    assert rt.describe_many(sample_frame, boxes, **opts) == one_by_one
+    assert rt.describe_many(sample_frame, boxes, batch_size=2, **opts) == one_by_one
+
+
+def test_scoring_many_candidates_keeps_the_kv_cache_small(rt_llava, sample_frame):
+    from rgpt_rt.prompts import COCO80
+
+    cands = list(COCO80[:40])
+    got = rt_llava.score(sample_frame, "What is <region>?", BOX_A, cands)
+    assert rt_llava.backend.model.llm.max_batch <= 16
+    alone = [rt_llava.score(sample_frame, "What is <region>?", BOX_A, [c])[0] for c in cands[::13]]
+    np.testing.assert_allclose(got[::13], alone, rtol=1e-5, atol=1e-4)
+
+
+def test_no_stale_kv_after_an_interruption_on_the_trt_backend(tiny_llava, sample_frame, tmp_path, monkeypatch):
+    """The trt backend's per-row KV sets through the TensorRT/cuda-python double (tests/trt_double)."""
+    pytest.importorskip("onnxruntime")
+    import trt_double
+
+    from build_engine.cli import main as build_main
+    from rgpt_rt.backends import trt_backend
+
+    trt_double.install(monkeypatch)
+    eng = tmp_path / "trt"
+    assert build_main([str(tiny_llava), "--out", str(eng), "--backend", "trt"]) == 0
+    fresh = _answers(Runtime.from_pretrained(eng, backend="onnx"), sample_frame)
+    rt = Runtime.from_pretrained(eng, backend="trt")
+    _assert_same(_answers(rt, sample_frame), fresh)
+    for name, n in (("_decode", 1), ("_decode", 3), ("_decode", 6), ("_truncate", 1), ("_copy", 1), ("_sync", 4)):
+        for victim in (
+            lambda: rt.generate(sample_frame, "Provide a short description of <region>.", BOX_B, **GEN),
+            lambda: rt.describe_many(sample_frame, [BOX_C, BOX_A], **GEN),
+        ):
+            with monkeypatch.context() as m:
+                _Interrupt(m, trt_backend.TrtBackend, name, n)
+                try:
+                    victim()
+                except KeyboardInterrupt:
+                    pass
+            trt_double.cudart.DEVICE.flush()  # work queued before the interrupt runs, as it would on a GPU
+            _assert_same(_answers(rt, sample_frame), fresh)
+    for n in (1, 2, 4, 7):  # a signal landing exactly as a row's state is stored (between two statements)
+        rt.backend.state = _RaisingStore(rt.backend.state, n)
+        try:
+            rt.generate(sample_frame, "Provide a short description of <region>.", BOX_B, **GEN)
+        except KeyboardInterrupt:
+            pass
+        rt.backend.state = list(rt.backend.state)
+        _assert_same(_answers(rt, sample_frame), fresh)
+
+
+class _RaisingStore(list):
+    """A list whose n-th item assignment raises KeyboardInterrupt instead of storing."""
+
+    def __init__(self, items, n):
+        super().__init__(items)
+        self.n = n
+
+    def __setitem__(self, i, v):
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt("interrupt at a state store")
+        super().__setitem__(i, v)
+
+    def append(self, v):
+        super().append(v)

@@ -127,11 +127,13 @@ class TorchBackend:
         if max_len > ctx:
             raise ValueError(f"{max_len} positions exceed the model's context {ctx}")
         if max_len > llm.max_seq or batch > llm.max_batch:
-            # Grow in steps so that a run of similar prompts allocates once.
-            cap = min(max(max_len, 2 * llm.max_seq, 256), ctx)
-            self.kv_prefix.clear()  # the new cache holds nothing
-            llm.setup_caches(max(batch, llm.max_batch, 1), max(cap, max_len), dtype=self.dtype, device=self.device)
+            # Positions grow in steps so that a run of similar prompts allocates once; rows grow to what is asked.
+            seq = llm.max_seq if max_len <= llm.max_seq else min(max(max_len, 2 * llm.max_seq, 256), ctx)
+            # Forget everything that points into the old cache first: a failed grow (out of memory, an
+            # interrupt) must not leave captured graphs or claimed slots behind.
+            self.kv_prefix.clear()
             self._graphs, self._shared = {}, None
+            llm.setup_caches(max(batch, llm.max_batch, 1), seq, dtype=self.dtype, device=self.device)
 
     def sampler(self, gen, rows: int):
         from .torch_sampling import TorchSampler
@@ -261,6 +263,6 @@ class TorchBackend:
                 step()
         t.cuda.current_stream().wait_stream(side)
         graph = t.cuda.CUDAGraph()
-        with t.cuda.graph(graph):
+        with t.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads may preprocess meanwhile
             out = step()
         return graph, static_io, pinned, copied, out

@@ -2,9 +2,11 @@
 token ids [B] cross to the host. The rules are the host sampler's (rgpt_rt.generation.Sampler): repetition
 penalty (CTRL-style), then greedy argmax at temperature 0, else temperature, top-k, top-p and a draw.
 
-Greedy picks are the host sampler's exactly (argmax of the same float32 logits, first index on ties). Sampled
-picks are repeatable for a given seed on a given backend and device, but draw from torch's generator, so they
-differ from the host sampler's draws for the same seed."""
+Greedy picks are the host sampler's (argmax of the same float32 logits, first index on ties; with a repetition
+penalty the device divides in float32 and the host in float64, so an exact near-tie could differ). Sampled picks
+are repeatable for a given seed on a given backend and device, and do not depend on the other rows of a batch
+(one random stream per row), but they draw from torch's generators, so they differ from the host sampler's draws
+for the same seed."""
 
 from __future__ import annotations
 
@@ -19,13 +21,18 @@ class TorchSampler:
         self.seen = None
         if gen.repetition_penalty != 1.0:
             self.seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)  # tokens each row picked
-        self.generator = None
-        if gen.temperature > 0:
-            self.generator = torch.Generator(device=device)
-            if gen.seed is None:
-                self.generator.seed()  # a fresh nondeterministic seed (the default seed is a constant)
-            else:
-                self.generator.manual_seed(gen.seed)
+        # One random stream per row, each seeded like the host sampler's rows: a row's draws depend on its own
+        # picks only, so describe_many gives the same samples batched as one region at a time.
+        self.generators = [self._generator(gen.seed, device) for _ in range(rows)] if gen.temperature > 0 else []
+
+    @staticmethod
+    def _generator(seed: int | None, device: str) -> torch.Generator:
+        g = torch.Generator(device=device)
+        if seed is None:
+            g.seed()  # a fresh nondeterministic seed (the default seed is a constant)
+        else:
+            g.manual_seed(seed)
+        return g
 
     def pick(self, logits: torch.Tensor) -> torch.Tensor:
         """logits [B, V] -> token ids [B] int64, on the logits' device."""
@@ -47,7 +54,9 @@ class TorchSampler:
                 sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
                 keep = (sorted_p.cumsum(dim=-1) - sorted_p) < gen.top_p  # smallest prefix reaching top_p
                 probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-            tok = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+            tok = torch.cat(
+                [torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(self.generators[:b])]
+            )
         if self.seen is not None:
             self.seen[torch.arange(b, device=tok.device), tok] = True
         return tok

@@ -96,7 +96,10 @@ class TrtBackend:
         self.d_ids, self.d_pos = b.alloc(self.ctx_len * 8), b.alloc(self.ctx_len * 8)
         self.d_logits = b.alloc(llm.vocab_size * 4)
         self.kv_item = db
-        self.kv, self.cur, self.held = [self._kv_set()], [0], [0]  # per row: buffer sets, current set, positions
+        self.kv = [self._kv_set()]  # per row: its two buffer sets
+        # Per row: (the set holding its past, the positions it holds), replaced by one assignment so that an
+        # exception can never leave a row pointing at one set with the other's length.
+        self.state: list[tuple[int, int]] = [(0, 0)]
         self.ws_bytes = region_pool_workspace_bytes(self.max_regions, hw, hw, c)  # RuntimeError without _C_cuda
         self.d_ws = b.alloc(self.ws_bytes)
         self._keep = []
@@ -181,8 +184,7 @@ class TrtBackend:
             raise ValueError(f"{max_len} positions exceed the engine's context {self.ctx_len}")
         while len(self.kv) < batch:  # rows beyond the first are allocated on first use (describe_many)
             self.kv.append(self._kv_set())
-            self.cur.append(0)
-            self.held.append(0)
+            self.state.append((0, 0))
 
     def sampler(self, gen, rows: int) -> HostSampler:
         return HostSampler(gen, rows)
@@ -201,7 +203,8 @@ class TrtBackend:
     def _truncate(self, row: int, held: int, keep: int) -> None:
         """Row's past holds `held` positions packed per head; repack its first `keep` into the other set."""
         llm = self.cfg.llm
-        src, dst = self.kv[row][self.cur[row]], self.kv[row][1 - self.cur[row]]
+        cur = self.state[row][0]
+        src, dst = self.kv[row][cur], self.kv[row][1 - cur]
         width, kind = keep * llm.head_dim * self.kv_item, self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
         for d, s in zip(dst, src):
             _ok(
@@ -210,7 +213,7 @@ class TrtBackend:
                 ),
                 "KV repack",
             )
-        self.cur[row] = 1 - self.cur[row]
+        self.state[row] = (1 - cur, keep)
 
     def _decode(self, row: int, ids: list[int], rows: int, start: int, profile: int) -> np.ndarray:
         """Run the decoder on `ids` at positions start.. for KV row `row` (its past: start positions)."""
@@ -218,7 +221,8 @@ class TrtBackend:
         length = len(ids)
         self._h2d(self.d_ids, np.asarray(ids, np.int64))
         self._h2d(self.d_pos, np.arange(start, start + length, dtype=np.int64))
-        past, present = self.kv[row][self.cur[row]], self.kv[row][1 - self.cur[row]]
+        cur = self.state[row][0]
+        past, present = self.kv[row][cur], self.kv[row][1 - cur]
         shapes = {"input_ids": (1, length), "position_ids": (1, length), "mm_table": (1, rows, llm.hidden_size)}
         addrs = {"input_ids": self.d_ids, "position_ids": self.d_pos, "mm_table": self.d_table, "logits": self.d_logits}
         for i in range(llm.num_layers):
@@ -238,9 +242,9 @@ class TrtBackend:
             ),
             "D2H copy",
         )
+        self._keep.append(logits)  # the copy into it is queued until the sync
         self._sync()  # the only synchronisation of a decode step: the logits the sampler needs
-        self.cur[row] = 1 - self.cur[row]
-        self.held[row] = start + length
+        self.state[row] = (1 - cur, start + length)
         return logits.astype(np.float32)
 
     def prefill(self, prefix, start, suffixes, table, sampler, want_logits=False):
@@ -248,10 +252,12 @@ class TrtBackend:
         the other rows copy row 0's prefix KV (same packed shape) and every row runs its suffix."""
         llm = self.cfg.llm
         rows, p = table[1], len(prefix)
-        if self.held[0] != start:
+        cur, held = self.state[0]
+        if held != start:
             if start:
-                self._truncate(0, self.held[0], start)
-            self.held[0] = start
+                self._truncate(0, held, start)
+            else:
+                self.state[0] = (cur, 0)
         if start < p:
             logits = self._decode(0, prefix[start:], rows, start, profile=0)
         if len(suffixes) == 1 and not suffixes[0]:
@@ -259,9 +265,9 @@ class TrtBackend:
         else:
             nbytes = llm.num_kv_heads * p * llm.head_dim * self.kv_item
             for b in range(1, len(suffixes)):
-                for d, s in zip(self.kv[b][0], self.kv[0][self.cur[0]]):
+                for d, s in zip(self.kv[b][0], self.kv[0][self.state[0][0]]):
                     self._copy(d, s, nbytes)
-                self.cur[b], self.held[b] = 0, p
+                self.state[b] = (0, p)
             all_logits = np.stack([self._decode(b, s, rows, p, profile=0) for b, s in enumerate(suffixes)])
         return sampler.pick(all_logits), (all_logits if want_logits else None)
 
@@ -269,7 +275,7 @@ class TrtBackend:
         logits = np.zeros((len(tokens), self.cfg.llm.vocab_size), np.float32)
         for b, (tok, pos) in enumerate(zip(tokens, positions)):
             if tok is not None:
-                if self.held[b] != pos:
-                    raise ValueError(f"row {b} holds {self.held[b]} positions; cannot decode position {pos}")
+                if self.state[b][1] != pos:
+                    raise ValueError(f"row {b} holds {self.state[b][1]} positions; cannot decode position {pos}")
                 logits[b] = self._decode(b, [tok], 1, pos, profile=1)
         return sampler.pick(logits, [tok is not None for tok in tokens]), (logits if want_logits else None)

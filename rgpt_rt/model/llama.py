@@ -211,8 +211,10 @@ class Llama(nn.Module):
         w = self.model.embed_tokens.weight
         dtype, device = dtype or w.dtype, device or w.device
         cfg = self.cfg
-        for layer in self.model.layers:
-            layer.self_attn.kv_cache = KVCache(max_batch, cfg.num_kv_heads, max_seq, cfg.head_dim, dtype, device)
+        self.max_batch = self.max_seq = 0  # no cache until every layer has its new one
+        caches = [KVCache(max_batch, cfg.num_kv_heads, max_seq, cfg.head_dim, dtype, device) for _ in self.model.layers]
+        for layer, cache in zip(self.model.layers, caches):
+            layer.self_attn.kv_cache = cache
         self.register_buffer("inv_freq", rope_inv_freq(cfg).to(device), persistent=False)
         self.max_batch, self.max_seq = max_batch, max_seq
 
