@@ -119,6 +119,12 @@ class ModelConfig:
     image_aspect_ratio: str = "pad"
 
     @property
+    def region_index_base(self) -> int:
+        """How answers number regions: `Region [1]` is the first in RegionGPT's llava lineage; SpatialRGPT's
+        releases (vila layout) answer `Region [0]` for the first."""
+        return 0 if self.layout == "vila" else 1
+
+    @property
     def refined_size(self) -> int:
         return self.vision.grid * (2**self.region.refine_depth)
 

@@ -233,11 +233,13 @@ def split_prompt(prompt: str, region_token: str = REGION) -> list[str]:
     return [p for p in re.split("(" + "|".join(re.escape(n) for n in names) + ")", prompt) if p]
 
 
-def parse_refer(text: str, n: int) -> int | None:
-    """'Region [k]' (1-based, k <= n) -> k - 1; 'No corresponding options found.' or anything else -> None."""
+def parse_refer(text: str, n: int, base: int = 1) -> int | None:
+    """'Region [k]' -> the 0-based index k - base (when it names one of the n regions); 'No corresponding options
+    found.' or anything else -> None. base: how the checkpoint numbers regions in its answers (RegionGPT's
+    prompts: 1; SpatialRGPT's: 0), ModelConfig.region_index_base."""
     m = re.search(r"Region\s*\[\s*(\d+)\s*\]", text)
-    if m and 1 <= int(m.group(1)) <= n:
-        return int(m.group(1)) - 1
+    if m and 0 <= int(m.group(1)) - base < n:
+        return int(m.group(1)) - base
     return None
 
 

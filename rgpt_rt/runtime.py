@@ -316,14 +316,15 @@ class Runtime:
         return match_category(text, vocab)
 
     def refer(self, frame: Any, masks: Any, expression: str, **kwargs) -> int | None:
-        """Which region (0-based index) fits `expression`; None for 'No corresponding options found.'"""
+        """Which region (0-based index) fits `expression`; None for 'No corresponding options found.' The
+        answer's `Region [k]` is read with the checkpoint's own numbering (cfg.region_index_base)."""
         img = load_frame(frame, bgr=kwargs.pop("bgr", False))
         allow = kwargs.pop("allow_empty_masks", None)
         stack = to_masks(masks, img.shape[:2], allow_empty=self.allow_empty_masks if allow is None else allow)
         text = self.generate(
             img, refer_instruction(len(stack), expression), stack, allow_empty_masks=True, **kwargs
         ).text
-        return parse_refer(text, len(stack))
+        return parse_refer(text, len(stack), self.cfg.region_index_base)
 
     def score(
         self,

@@ -45,6 +45,19 @@ def check_vocabulary(tok, vocab_size: int, file: Path) -> None:
         )
 
 
+def generation_eos_ids(folder: Path) -> set[int]:
+    """The end ids of the checkpoint's generation_config.json (next to its config; `eos_token_id` is an id or a
+    list of ids), or none when there is no such file."""
+    file = folder / "generation_config.json"
+    if not file.is_file():
+        return set()
+    eos = read_json(file).get("eos_token_id")
+    ids = [eos] if isinstance(eos, int) and not isinstance(eos, bool) else eos if isinstance(eos, list) else []
+    if eos is not None and not (ids and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        raise ConfigError(f"{file}: eos_token_id must be an integer or a list of integers, got {eos!r}")
+    return set(ids)
+
+
 class PromptTokenizer:
     def __init__(self, path: str | Path, cfg: ModelConfig):
         folder = find_tokenizer_dir(Path(path))
@@ -62,6 +75,7 @@ class PromptTokenizer:
             raise ConfigError(f"{path}: no BOS token id in the config or tokenizer_config.json")
         self.bos_id = bos
         stops = set(cfg.llm.eos_token_id)
+        stops |= generation_eos_ids(folder)  # e.g. Llama-3's <|end_of_text|> and <|eot_id|>
         template = TEMPLATES.get(cfg.conv_template)
         if template is not None and self.tok.token_to_id(template.stop) is not None:
             stops.add(self.tok.token_to_id(template.stop))

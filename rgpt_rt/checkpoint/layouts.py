@@ -27,6 +27,7 @@ def routes(cfg: ModelConfig) -> list[Route]:
         table = [
             Route("llm.", "", ""),
             Route("vision.", "", "model.vision_tower.vision_tower.vision_model."),
+            Route("vision.", "", "model.vision_tower.vision_tower."),  # re-saved by transformers 5: no vision_model.
             Route("refiner.", "", "model.region_extractor.feature_refinement_module."),
             Route("image_connector.", "", "model.mm_projector."),
         ]
@@ -36,6 +37,7 @@ def routes(cfg: ModelConfig) -> list[Route]:
     table = [
         Route("llm.", "llm", ""),
         Route("vision.", "vision_tower", "vision_model."),
+        Route("vision.", "vision_tower", ""),  # a tower re-saved by transformers 5 has no `vision_model.` prefix
         Route("image_connector.", "mm_projector", "layers."),
         Route("refiner.", "region_extractor", "feature_refinement_module."),
     ]
@@ -54,6 +56,7 @@ def groups(cfg: ModelConfig) -> list[str]:
 _IGNORED = [
     r"(^|\.)vision_model\.post_layernorm\.",
     r"(^|\.)vision_model\.head\.",
+    r"^(model\.vision_tower\.vision_tower\.)?(post_layernorm|head)\.",  # the same without `vision_model.`
     r"(^|\.)position_ids$",
     r"rotary_emb\.inv_freq$",
     r"^depth_projector\.",
