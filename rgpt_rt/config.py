@@ -577,6 +577,23 @@ def read_llava_config(path: Path) -> ModelConfig:
     return cfg
 
 
+def infer_template(llm_dir: Path) -> str:
+    """The chat template of a checkpoint whose config does not name one, from its LLM's tokenizer: Llama-3's
+    header and end-of-turn tokens mean llama_3 (SpatialRGPT's released LLMs); a `</s>` end token means the
+    vicuna template its recipes use for other LLMs; with neither, llama_3 (the releases' default)."""
+    file = llm_dir / "tokenizer.json"
+    added: set[str] = set()
+    if file.is_file():
+        data = read_json(file)
+        added = {t.get("content") for t in data.get("added_tokens", []) if isinstance(t, dict)}
+        vocab = data.get("model", {}).get("vocab")
+        if isinstance(vocab, dict):
+            added |= {k for k in ("</s>", "<|eot_id|>") if k in vocab}
+    if {"<|eot_id|>", "<|start_header_id|>"} <= added:
+        return "llama_3"
+    return "vicuna_v1" if "</s>" in added else "llama_3"
+
+
 def read_vila_config(path: Path) -> ModelConfig:
     top = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     vis_d = read_json(path / "vision_tower" / "config.json")
@@ -596,7 +613,7 @@ def read_vila_config(path: Path) -> ModelConfig:
         region=region,
         connector=connector,
         llm=llm,
-        conv_template=top.get("conv_template", "llama_3"),
+        conv_template=top.get("conv_template") or infer_template(path / "llm"),
         image_token=top.get("image_token", "<image>"),
         region_token=top.get("region_token", "<mask>"),
         image_aspect_ratio=top.get("image_aspect_ratio", "pad"),

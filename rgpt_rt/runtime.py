@@ -18,6 +18,7 @@ use the model are serialised.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -101,16 +102,23 @@ class Runtime:
         verify: bool = True,
         precision: str | None = None,
         decode: str | None = None,
+        conv_template: str | None = None,
     ) -> Runtime:
         """Load a checkpoint directory (llava or vila layout; torch backend) or an engine directory built by
         `python -m rgpt_rt.build` (onnx or trt backend). backend: "auto" | "torch" | "onnx" | "trt";
         device: "cpu" | "cuda". verify: check each engine file's sha256 against the manifest. precision (torch
         backend): "fp32" | "fp16" | "bf16" | "int8" (weight-only int8 decoder through rgpt_rt.ops.int8_linear).
         decode (torch backend): "fused" (native decode ops; the default on CUDA) | "reference" (the model's own
-        forward; the default on the CPU) | "compile" (that forward through torch.compile)."""
+        forward; the default on the CPU) | "compile" (that forward through torch.compile). conv_template:
+        "vicuna_v1" | "llama_3", overriding the checkpoint's (or, where its config names none, the one inferred
+        from its tokenizer)."""
         be = open_backend(
             path, backend=backend, device=device, dtype=dtype, verify=verify, precision=precision, decode=decode
         )
+        if conv_template is not None:  # the caller knows better than the checkpoint's config or our inference
+            if conv_template not in TEMPLATES:
+                raise ValueError(f"conv_template must be one of {', '.join(TEMPLATES)}, got {conv_template!r}")
+            be.cfg = dataclasses.replace(be.cfg, conv_template=conv_template)
         return cls(be, PromptTokenizer(path, be.cfg), allow_empty_masks=allow_empty_masks)
 
     @property

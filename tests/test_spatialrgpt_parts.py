@@ -72,3 +72,25 @@ def test_a_vision_tower_without_the_vision_model_prefix_loads(layout, request, s
     want = Runtime.from_pretrained(src).generate(sample_frame, INSTR, BOX, max_new_tokens=4, return_first_logits=True)
     got = Runtime.from_pretrained(path).generate(sample_frame, INSTR, BOX, max_new_tokens=4, return_first_logits=True)
     np.testing.assert_array_equal(got.first_logits, want.first_logits)
+
+
+def test_the_chat_template_is_inferred_from_the_llm_when_the_config_names_none(tiny_vila, sample_frame, tmp_path):
+    from rgpt_rt.config import infer_template
+
+    path = _copy(tiny_vila, tmp_path / "ckpt")
+    top = json.loads((path / "config.json").read_text())
+    del top["conv_template"]
+    (path / "config.json").write_text(json.dumps(top))
+    rt = Runtime.from_pretrained(path)
+    assert rt.cfg.conv_template == "llama_3"  # the tokenizer has Llama-3's header and end-of-turn tokens
+    vicuna = Runtime.from_pretrained(path, conv_template="vicuna_v1")  # the caller overrides
+    assert vicuna.cfg.conv_template == "vicuna_v1" and vicuna.tokenizer.cfg.conv_template == "vicuna_v1"
+    a = rt.generate(sample_frame, INSTR, BOX, max_new_tokens=2, return_first_logits=True)
+    b = vicuna.generate(sample_frame, INSTR, BOX, max_new_tokens=2, return_first_logits=True)
+    assert a.timings.prompt_tokens != b.timings.prompt_tokens  # a different prompt around the same question
+    with pytest.raises(ValueError, match="conv_template must be one of"):
+        Runtime.from_pretrained(path, conv_template="chatml")
+    other = tmp_path / "other_llm"
+    other.mkdir()
+    (other / "tokenizer.json").write_text(json.dumps({"added_tokens": [{"content": "</s>"}], "model": {"vocab": {}}}))
+    assert infer_template(other) == "vicuna_v1"  # e.g. a Vicuna or Llama-2 LLM
