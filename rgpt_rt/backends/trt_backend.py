@@ -100,7 +100,7 @@ class TrtBackend:
         # Per row: (the set holding its past, the positions it holds), replaced by one assignment so that an
         # exception can never leave a row pointing at one set with the other's length.
         self.state: list[tuple[int, int]] = [(0, 0)]
-        self.ws_bytes = region_pool_workspace_bytes(self.max_regions, hw, hw, c)  # RuntimeError without _C_cuda
+        self.ws_bytes = region_pool_workspace_bytes(self.max_regions, hw, hw, c)  # RuntimeError in a CPU-only build
         self.d_ws = b.alloc(self.ws_bytes)
         self._keep = []
 

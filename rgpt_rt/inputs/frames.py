@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import FrameError
+from .limits import limit_from_env
 
 Frame = Any  # np.ndarray | PIL.Image.Image | str | os.PathLike | bytes
 
@@ -27,20 +28,7 @@ LIMIT_HELP = (
 )
 
 
-def _limit_from_env() -> int:
-    raw = os.environ.get("RGPT_MAX_FRAME_PIXELS")
-    if raw is None:
-        return DEFAULT_MAX_FRAME_PIXELS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"RGPT_MAX_FRAME_PIXELS must be a positive integer (a pixel count), got {raw!r}")
-    return value
-
-
-MAX_FRAME_PIXELS = _limit_from_env()
+MAX_FRAME_PIXELS = limit_from_env("RGPT_MAX_FRAME_PIXELS", DEFAULT_MAX_FRAME_PIXELS, "a pixel count")
 
 
 def check_frame_size(h: int, w: int, what: str = "frame") -> None:

@@ -15,7 +15,6 @@ covers [c, c+1) x [r, r+1) and belongs to a shape when its centre (c + 0.5, r + 
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MaskError
+from .limits import limit_from_env
 from .rle import rle_decode
 
 
@@ -152,23 +152,10 @@ def _one(region: Any, h: int, w: int) -> np.ndarray:
     )
 
 
-def _limit_from_env() -> int:
-    raw = os.environ.get("RGPT_MAX_MASK_BYTES")
-    if raw is None:
-        return 4 << 30
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"RGPT_MAX_MASK_BYTES must be a positive integer (bytes), got {raw!r}")
-    return value
-
-
 # The float32 masks of one call at frame size (N x H x W x 4 bytes) may take at most this many bytes: 4 GiB by
 # default (about 500 regions of a 1920x1080 frame, 3500 of 640x480). Raise it with the environment variable
 # RGPT_MAX_MASK_BYTES or by setting rgpt_rt.inputs.regions.MAX_MASK_BYTES.
-MAX_MASK_BYTES = _limit_from_env()
+MAX_MASK_BYTES = limit_from_env("RGPT_MAX_MASK_BYTES", 4 << 30, "bytes")
 
 
 def check_mask_bytes(n: int, h: int, w: int) -> None:
