@@ -19,8 +19,8 @@ VILA_SPECIALS = LLAVA_SPECIALS + [
 ]
 
 
-def train_tokenizer(specials: list[str], vocab_size: int):
-    """A byte-level BPE over corpus.txt; special tokens take ids 0.. in the given order."""
+def train_tokenizer(specials: list[str], vocab_size: int, lines: list[str] | None = None):
+    """A byte-level BPE over `lines` (default: corpus.txt); special tokens take ids 0.. in the given order."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -32,7 +32,8 @@ def train_tokenizer(specials: list[str], vocab_size: int):
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    lines = CORPUS.read_text().splitlines()
+    if lines is None:
+        lines = CORPUS.read_text().splitlines()
     tok.train_from_iterator(lines, trainer)
     return tok
 
