@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (text / "text_pretraining.json").is_file():
         _run(
             [py, "-m", "rgpt_rt.train.nano_text", "--init", str(vision), "--data", str(conv), "--out", str(text)]
+            + ["--instances", str(world / "annotations" / "instances_train.json")]
             + _flags(TEXT),
             log,
         )
