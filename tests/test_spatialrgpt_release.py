@@ -38,6 +38,11 @@ def release(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def rt(release):
+    return Runtime.from_pretrained(release, backend="torch")
+
+
+@pytest.fixture(scope="module")
 def inputs():
     rng = np.random.default_rng(11)
     # Smooth colour gradients plus noise: resampling differences show, nothing is flat.
@@ -263,9 +268,8 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-5) -> None:
 
 
 @pytest.mark.parametrize("with_depth", [False, True], ids=["rgb", "depth"])
-def test_first_token_logits_match_spatialrgpt_on_a_non_square_frame(release, inputs, with_depth):
+def test_first_token_logits_match_spatialrgpt_on_a_non_square_frame(release, rt, inputs, with_depth):
     frame, masks, depth = inputs
-    rt = Runtime.from_pretrained(release, backend="torch")
     assert rt.cfg.image_aspect_ratio == "resize" and rt.cfg.enable_depth and rt.cfg.conv_template == "llama_3"
     question = QUESTION.replace("<mask>", "<mask> <depth>") if with_depth else QUESTION
     want = reference_logits(release, frame, masks, depth if with_depth else None, question)
@@ -280,9 +284,8 @@ def test_first_token_logits_match_spatialrgpt_on_a_non_square_frame(release, inp
     _close(got, want)
 
 
-def test_depth_changes_the_answer_and_explicit_placeholders_equal_the_default(release, inputs):
+def test_depth_changes_the_answer_and_explicit_placeholders_equal_the_default(rt, inputs):
     frame, masks, depth = inputs
-    rt = Runtime.from_pretrained(release, backend="torch")
     kw = dict(max_new_tokens=1, return_first_logits=True)
     plain = rt.generate(frame, "How far is <region> from <region>?", masks, **kw).first_logits
     auto = rt.generate(frame, "How far is <region> from <region>?", masks, depth=depth, **kw).first_logits
@@ -298,18 +301,16 @@ def test_depth_changes_the_answer_and_explicit_placeholders_equal_the_default(re
     np.testing.assert_allclose(same, auto, rtol=0, atol=1e-5)
 
 
-def test_depth_placeholder_without_a_depth_map_is_a_prompt_error(release, inputs):
+def test_depth_placeholder_without_a_depth_map_is_a_prompt_error(rt, inputs):
     frame, masks, _ = inputs
-    rt = Runtime.from_pretrained(release, backend="torch")
     with pytest.raises(PromptError, match="<depth> placeholder.* but no depth map was given"):
         rt.ask(frame, "How far is <region> <depth> from <region>?", masks)
     with pytest.raises(PromptError, match="no depth map"):
         rt.chat(frame, masks).ask("Is <region> <depth> nearer than <region>?")
 
 
-def test_a_depth_map_of_the_wrong_shape_is_an_input_error(release, inputs):
+def test_a_depth_map_of_the_wrong_shape_is_an_input_error(rt, inputs):
     frame, masks, depth = inputs
-    rt = Runtime.from_pretrained(release, backend="torch")
     with pytest.raises(InputError, match=r"depth map is 320x360 \(WxH\) but the frame is 640x360"):
         rt.ask(frame, "Where is <region>?", masks[:1], depth=depth[:, :320])
     with pytest.raises(InputError, match="must be \\[H, W\\]"):
@@ -320,10 +321,9 @@ def test_a_depth_map_of_the_wrong_shape_is_an_input_error(release, inputs):
         rt.ask(frame, "Where is <region>?", masks[:1], depth=bad)
 
 
-def test_every_region_call_takes_depth(release, inputs, tmp_path):
+def test_every_region_call_takes_depth(rt, inputs, tmp_path):
     frame, masks, depth = inputs
-    rt = Runtime.from_pretrained(release, backend="torch")
-    kw = dict(max_new_tokens=2)
+    kw = dict(max_new_tokens=1)
     one = masks[:1]
     want = rt.generate(frame, "Describe in detail the object located at <region> in the image.", one, depth=depth,
                        **kw).text  # fmt: skip
@@ -344,13 +344,12 @@ def test_every_region_call_takes_depth(release, inputs, tmp_path):
     )
 
 
-def test_a_checkpoint_without_depth_refuses_a_depth_map(tiny_llava, sample_frame):
-    rt = Runtime.from_pretrained(tiny_llava, backend="torch")
+def test_a_checkpoint_without_depth_refuses_a_depth_map(rt_llava, sample_frame):
     with pytest.raises(InputError, match="no depth branch"):
-        rt.ask(sample_frame, "What is <region>?", (10, 10, 50, 50), depth=np.ones(sample_frame.shape[:2]))
+        rt_llava.ask(sample_frame, "What is <region>?", (10, 10, 50, 50), depth=np.ones(sample_frame.shape[:2]))
 
 
-def test_cli_depth_flag_and_aspect_ratio_note(release, inputs, tmp_path, capsys):
+def test_cli_depth_flag_and_aspect_ratio_note(release, rt, inputs, tmp_path, capsys):
     from rgpt_rt.cli import main
 
     frame, masks, depth = inputs
@@ -363,7 +362,6 @@ def test_cli_depth_flag_and_aspect_ratio_note(release, inputs, tmp_path, capsys)
     out = capsys.readouterr()
     got = json.loads(out.out)
     assert got["image_aspect_ratio"] == "resize" and "image_aspect_ratio=resize" in out.err
-    rt = Runtime.from_pretrained(release, backend="torch")
     mask = np.asarray(Image.open(tmp_path / "m.png").convert("L"))
     assert got["token_ids"] == rt.generate(frame, "What is <region>?", mask, depth=depth, max_new_tokens=2).token_ids
     assert main([*args, "--depth", str(tmp_path / "missing.npy")]) != 0

@@ -167,7 +167,7 @@ def make_tiny_checkpoint(
 
     Seeded random weights (fp32 safetensors), a byte-level BPE tokenizer trained here on the corpus
     shipped with the package, and config files as the layout prescribes (vila: SpatialRGPT's release, see the
-    module docstring; its llm/ is sharded as the release's is unless max_shard_bytes says otherwise). The same
+    module docstring; only its llm/ is sharded, in four shards as the release's, or at max_shard_bytes). The same
     seed gives byte-identical files. Returns the checkpoint directory.
     """
     from ..checkpoint.writer import save_checkpoint
@@ -179,9 +179,9 @@ def make_tiny_checkpoint(
         tok = train_tokenizer(LLAVA_SPECIALS, TINY_VOCAB)
         write_tokenizer(path, tok, bos="<s>", eos="</s>", extra_specials=["<image>", "<region>"])
         return path
-    if max_shard_bytes is None:
-        max_shard_bytes = {"llm": _limit_for_shards(model, VILA_LLM_SHARDS)}
-    save_checkpoint(model, path, max_shard_bytes=max_shard_bytes)
+    # Only llm/ is sharded in the release (max_shard_bytes, when given, sets its shard size).
+    limit = _limit_for_shards(model, VILA_LLM_SHARDS) if max_shard_bytes is None else max_shard_bytes
+    save_checkpoint(model, path, max_shard_bytes={"llm": limit})
     _write_release_extras(path, model, seed)
     tok = train_tokenizer(SPATIALRGPT_SPECIALS, TINY_VOCAB)
     write_tokenizer(
