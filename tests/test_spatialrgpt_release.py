@@ -366,3 +366,16 @@ def test_cli_depth_flag_and_aspect_ratio_note(release, rt, inputs, tmp_path, cap
     assert got["token_ids"] == rt.generate(frame, "What is <region>?", mask, depth=depth, max_new_tokens=2).token_ids
     assert main([*args, "--depth", str(tmp_path / "missing.npy")]) != 0
     assert "depth map file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module,cls", [("onnx_backend", "OnnxBackend"), ("trt_backend", "TrtBackend")])
+def test_engine_backends_name_themselves_when_given_a_depth_map(module, cls):
+    """The exported graphs have no depth path yet: the onnx and trt backends refuse a depth map by name (checked
+    before any engine is touched, so a bare instance suffices)."""
+    import importlib
+
+    backend_cls = getattr(importlib.import_module(f"rgpt_rt.backends.{module}"), cls)
+    be = backend_cls.__new__(backend_cls)
+    name = module.split("_")[0]
+    with pytest.raises(InputError, match=f"not supported by the {name} backend.*backend='torch'"):
+        be.visual_embeds(np.zeros((3, 14, 14), np.float32), np.zeros((1, 14, 14), np.float32), depth=np.zeros(1))
