@@ -523,7 +523,9 @@ def cmd_demo(args) -> int:
             "the demo compiles a checkpoint, which needs torch: pip install 'rgpt_rt[torch]' "
             "(this install runs engine directories: rgpt-rt describe IMAGE --box x0,y0,x1,y1 --model ENGINES)"
         )
-    if args.random:
+    from .assets import NANO_MODEL
+
+    if args.random or not (NANO_MODEL / "config.json").is_file():
         return demo_random(args)
     if args.layout != "llava":
         raise RgptError("--layout applies to --random (the nano model is a llava-layout checkpoint)")
@@ -580,12 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_ask)
     m = sub.add_parser(
         "demo",
-        help="the nano RegionGPT describes, names and finds a region of a shipped scene (needs torch)",
-        description="Compile the shipped nano RegionGPT (trained on the synthetic world) into an ONNX engine "
-        "directory in $RGPT_RT_CACHE (default ~/.cache/rgpt_rt) when onnx and onnxruntime are installed, and ask "
-        "it about a region of a shipped scene: a description, a caption, its category and, among all the scene's "
-        "regions, the one an expression names; each answer is printed beside the truth. --random runs a tiny "
-        "random-weight checkpoint on the bundled sample photo instead (the pipeline, not the answers).",
+        help="describe a region of a shipped image end to end (needs torch)",
+        description="Compile a model into an ONNX engine directory in $RGPT_RT_CACHE (default ~/.cache/rgpt_rt) "
+        "when onnx and onnxruntime are installed, and describe a region of a shipped image. The model: the nano "
+        "RegionGPT trained on the synthetic world when the package ships it (rgpt_rt/assets/nano; it then also "
+        "names the region's category and finds it among the scene's regions, each answer beside the truth); "
+        "otherwise, or with --random, a tiny random-weight checkpoint on the bundled sample photo (the pipeline "
+        "runs end to end; its text is noise).",
         epilog=ENVIRONMENT,
         formatter_class=fmt,
     )
