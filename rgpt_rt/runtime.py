@@ -135,6 +135,12 @@ class Runtime:
         img = load_frame(frame, bgr=bgr)
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
         masks = to_masks(regions, img.shape[:2], allow_empty=allow)
+        if len(masks) and not self.cfg.has_region_extractor:
+            raise PromptError(
+                f"this checkpoint ({self.cfg.layout} layout, a plain LLaVA) has no region extractor: it answers "
+                f"prompts about the whole image only, and {len(masks)} region(s) were given. Ask without regions "
+                "(no <region> in the instruction, masks=None), or use a RegionGPT checkpoint"
+            )
         if len(masks) > MAX_REGIONS:
             raise MaskError(
                 f"{len(masks)} regions in one call; at most {MAX_REGIONS} are pooled together "
