@@ -95,6 +95,15 @@ def _exactly_once(out: Path, expected: set[str]) -> None:
 
 
 @pytest.fixture(scope="module")
+def e2e_captioner(captioner):
+    """The nano RegionGPT (rgpt_rt.assets.NANO_MODEL) once the package ships it, else the tiny random model."""
+    from rgpt_rt import assets
+
+    nano = getattr(assets, "NANO_MODEL", None)
+    return nano if nano is not None and (nano / "config.json").is_file() else captioner
+
+
+@pytest.fixture(scope="module")
 def uninterrupted(world, captioner, tmp_path_factory):
     out = tmp_path_factory.mktemp("dg") / "plain"
     torch = pytest.importorskip("torch")
@@ -238,13 +247,18 @@ def test_ray_with_a_worker_killed_equals_in_process(world, captioner, uninterrup
 # ---- end to end: datagen -> train -> eval -------------------------------------------------------------
 
 
-def test_shards_train_unchanged_and_the_model_evaluates(world, captioner, uninterrupted, tmp_path):
-    report = json.loads((uninterrupted / "report.json").read_text())
-    shards = [str(uninterrupted / s) for s in report["shards"]]
+def test_shards_train_unchanged_and_the_model_evaluates(world, e2e_captioner, captioner, uninterrupted, tmp_path):
+    if e2e_captioner == captioner:
+        out = uninterrupted  # the tiny model's run serves
+    else:
+        out = tmp_path / "nano"
+        assert datagen_main(_args(world, e2e_captioner, out, "--no-ray")) == 0
+    report = json.loads((out / "report.json").read_text())
+    shards = [str(out / s) for s in report["shards"]]
     assert report["kept"] > 0 and shards
     run = tmp_path / "run"
     data = [a for s in shards for a in ("--data", s)]
-    cmd = [sys.executable, "-m", "rgpt_rt.train", "--stage", "1", "--init", str(captioner), *data, "--output",
+    cmd = [sys.executable, "-m", "rgpt_rt.train", "--stage", "1", "--init", str(e2e_captioner), *data, "--output",
            str(run), "--max-steps", "2", "--global-batch", "2", "--micro-batch", "2", "--max-seq-len", "256",
            "--parallel", "none", "--save-every", "1000"]  # fmt: skip
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
