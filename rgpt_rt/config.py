@@ -21,7 +21,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
-LAYOUTS = ("llava", "vila")
+LAYOUTS = ("llava", "vila", "llava-hf")
 VILA_SUBDIRS = ("llm", "vision_tower", "mm_projector", "region_extractor")
 
 
@@ -107,7 +107,7 @@ class LlamaConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    layout: str  # "llava" | "vila": where the files and tensor names live
+    layout: str  # "llava" | "vila" | "llava-hf": where the files and tensor names live
     vision: VisionConfig
     region: RegionConfig
     connector: ConnectorConfig
@@ -117,6 +117,11 @@ class ModelConfig:
     region_token: str = "<region>"  # the checkpoint's own placeholder (vila: "<mask>")
     image_aspect_ratio: str = "pad"  # "pad" (square with the mean colour) | "resize" (stretch to S x S)
     enable_depth: bool = False  # SpatialRGPT's depth branch: `<depth>` tokens from a depth map and depth_projector
+
+    @property
+    def has_region_extractor(self) -> bool:
+        """False for a plain LLaVA-1.5 (llava-hf layout): an image-only model that answers zero-region prompts."""
+        return self.layout != "llava-hf"
 
     @property
     def region_index_base(self) -> int:
@@ -363,7 +368,8 @@ def detect_layout(path: str | Path) -> str:
     if all((p / s).is_dir() for s in ("llm", "vision_tower")):
         return "vila"
     if (p / "config.json").is_file():
-        return "llava"
+        d = read_json(p / "config.json")
+        return "llava-hf" if d.get("model_type") == "llava" or "text_config" in d else "llava"
     raise ConfigError(
         f"{p} is neither a llava-layout checkpoint (config.json) nor a vila-layout one "
         f"(sub-directories {', '.join(VILA_SUBDIRS)})"
@@ -463,8 +469,81 @@ def read_vila_config(path: Path) -> ModelConfig:
     return cfg
 
 
+# Defaults of transformers' LlamaConfig and CLIPVisionConfig: the hub's llava-hf configs leave out every field
+# equal to its default (llava-1.5-7b-hf's text_config names no hidden_size), so a reader must supply them.
+HF_LLAMA_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+HF_CLIP_VISION_DEFAULTS: dict[str, Any] = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "image_size": 224,
+    "patch_size": 32,
+}
+
+
+def read_llava_hf_config(path: Path) -> ModelConfig:
+    """transformers' LlavaConfig (`text_config`, `vision_config`, `vision_feature_layer`, ...): an image-only
+    LLaVA-1.5 with no region extractor (refine depth 0, the patch grid passes through the identity merge)."""
+    where = str(path / "config.json")
+    d = read_json(path / "config.json")
+    layer = d.get("vision_feature_layer", -2)
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise ConfigError(f"{where}: vision_feature_layer must be one integer (multi-layer features: not supported)")
+    strategy = d.get("vision_feature_select_strategy", "default")
+    if strategy != "default":
+        raise ConfigError(
+            f"{where}: vision_feature_select_strategy {strategy!r} is not supported (only 'default': patch tokens, "
+            "CLS dropped, as LLaVA-1.5)"
+        )
+    act = d.get("projector_hidden_act", "gelu")
+    if act != "gelu" or d.get("multimodal_projector_bias", True) is not True:
+        raise ConfigError(f"{where}: only LLaVA-1.5's projector is supported (gelu, with bias), got {act!r}")
+    text_d = {**HF_LLAMA_DEFAULTS, **_object(_need(d, "text_config", where), "text_config", where)}
+    if text_d.get("model_type", "llama") != "llama":
+        raise ConfigError(f"{where}: text_config model_type {text_d['model_type']!r} is not supported (llama)")
+    vis_d = {**HF_CLIP_VISION_DEFAULTS, **_object(_need(d, "vision_config", where), "vision_config", where)}
+    vision = vision_config_from_hf(vis_d, layer, f"{where} vision_config")
+    llm = llama_config_from_hf(text_d, f"{where} text_config")
+    cfg = ModelConfig(
+        layout="llava-hf",
+        vision=vision,
+        region=RegionConfig(refine_depth=0, image_grid=vision.grid, region_connector="shared"),
+        connector=ConnectorConfig("mlp2x_gelu", vision.hidden_size, llm.hidden_size),
+        llm=llm,
+        conv_template=d.get("conv_template", "vicuna_v1"),
+        image_token=d.get("image_token", "<image>"),
+        region_token=d.get("region_token", "<region>"),
+        image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
+    )
+    validate_config(
+        cfg,
+        {
+            "llm": f"{where} text_config",
+            "vision": f"{where} vision_config",
+            "region": where,
+            "connector": where,
+            "model": where,
+        },
+    )
+    return cfg
+
+
 def read_config(path: str | Path) -> ModelConfig:
-    """Read a checkpoint directory of either layout into a ModelConfig, validated (see validate_config)."""
+    """Read a checkpoint directory of any layout into a ModelConfig, validated (see validate_config)."""
     p = Path(path)
     layout = detect_layout(p)
+    if layout == "llava-hf":
+        return read_llava_hf_config(p)
     return read_vila_config(p) if layout == "vila" else read_llava_config(p)

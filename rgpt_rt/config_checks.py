@@ -154,7 +154,10 @@ def validate_config(
     check_vision(cfg.vision, w["vision"], names)
     check_llm(cfg.llm, w["llm"], names)
     r = cfg.region
-    depth = check_int(r.refine_depth, n("region", "refine_depth"), w["region"], hi=MAX_REFINE_DEPTH)
+    no_extractor = cfg.layout == "llava-hf"  # an image-only LLaVA: no refinement (depth 0)
+    depth = check_int(
+        r.refine_depth, n("region", "refine_depth"), w["region"], lo=0 if no_extractor else 1, hi=MAX_REFINE_DEPTH
+    )
     refined = cfg.vision.grid * 2**depth
     if (
         isinstance(r.image_grid, bool)

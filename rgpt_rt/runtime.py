@@ -8,6 +8,7 @@
     rt.ask(frame, "Is <region> left of <region>?", [m1, m2])
     for piece in rt.stream(frame, "Describe <region>.", mask): ...
     rt.describe_many(frame, masks)                 # one description per region
+    rt.ask_many(frames, instructions)              # zero-region prompts about several frames, decoded together
     rt.generate(...)                               # GenerationResult with token ids, finish reason, timings
     chat = rt.chat(frame, masks); chat.ask(...); chat.ask(...)
     rt.ask(frame, "How far is <region> from <region>?", [m1, m2], depth=depth_map)   # SpatialRGPT with depth
@@ -152,6 +153,12 @@ class Runtime:
         img = load_frame(frame, bgr=bgr)
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
         masks = to_masks(regions, img.shape[:2], allow_empty=allow)
+        if len(masks) and not self.cfg.has_region_extractor:
+            raise PromptError(
+                f"this checkpoint ({self.cfg.layout} layout, a plain LLaVA) has no region extractor: it answers "
+                f"prompts about the whole image only, and {len(masks)} region(s) were given. Ask without regions "
+                "(no <region> in the instruction, masks=None), or use a RegionGPT checkpoint"
+            )
         depth_img = None
         if depth is not None:
             if not self.cfg.enable_depth:
@@ -246,12 +253,18 @@ class Runtime:
         return ids
 
     def _decode(
-        self, visual: Visual, ids: list[list[int]], gen: GenerationConfig, results: list, want_logits: bool = False
+        self,
+        visual: Visual,
+        ids: list[list[int]],
+        gen: GenerationConfig,
+        results: list,
+        want_logits: bool = False,
+        keys: list[list] | None = None,
     ) -> Iterator[tuple[int, str]]:
         """The generation loop (rgpt_rt/decode_loop.py) over B prompts on this frame, holding the model."""
         vocab = self.cfg.llm.vocab_size
         timings = Timings(visual.preprocess_ms, visual.vision_ms, prompt_tokens=len(ids[0]))
-        keys = [visual.token_keys(r, vocab) for r in ids]
+        keys = keys if keys is not None else [visual.token_keys(r, vocab) for r in ids]
         with self._exclusive():
             yield from decode_loop.generate(
                 self.backend, self.tokenizer, visual.table, ids, keys, gen, timings, results, want_logits
@@ -370,6 +383,44 @@ class Runtime:
             texts += [r.text for r in results]
         return texts
 
+    def ask_many(
+        self,
+        frames: list[Any],
+        instructions: list[str],
+        *,
+        bgr: bool = False,
+        batch_size: int = DESCRIBE_BATCH,
+        **generation,
+    ) -> list[GenerationResult]:
+        """Zero-region prompts about several frames (e.g. the close-up crops of one image's regions): one result
+        per (frame, instruction) pair. Each frame is encoded once (through the frame cache); their image
+        embeddings are stacked into one table, the shared prompt prefix is prefilled once, and up to
+        `batch_size` prompts decode together, each stopping on its own."""
+        if len(frames) != len(instructions):
+            raise PromptError(f"{len(frames)} frames but {len(instructions)} instructions; give one each")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        gen = GenerationConfig.from_kwargs(**generation)
+        for q in instructions:
+            check_turns([(q, None)])
+        vocab = self.cfg.llm.vocab_size
+        out: list[GenerationResult] = []
+        for lo in range(0, len(frames), int(batch_size)):
+            visuals = [self.encode(f, None, bgr=bgr) for f in frames[lo : lo + batch_size]]
+            ids, keys, offset = [], [], 0
+            for v, q in zip(visuals, instructions[lo : lo + batch_size]):
+                row = self._prompt_ids(v, [(q, None)], [])
+                keys.append(v.token_keys(row, vocab))  # content keys: equal crops share their KV prefix
+                ids.append([i + offset if i >= vocab else i for i in row])  # image ids -> this frame's rows
+                offset += v.n_image
+            table = _stack_tables([v.table for v in visuals])
+            merged = Visual(table, offset, 0, sum(v.preprocess_ms for v in visuals), sum(v.vision_ms for v in visuals))
+            results: list[GenerationResult] = []
+            for _ in self._decode(merged, ids, gen, results, keys=keys):
+                pass
+            out += results
+        return out
+
     def classify(self, frame: Any, mask: Any, vocabulary: list[str] | None = None, **kwargs) -> str | None:
         """The category of one region: a COCO-80 name, or one of `vocabulary` when given (which replaces COCO-80).
 
@@ -438,6 +489,17 @@ class Runtime:
         from .chat import Chat
 
         return Chat(self, frame, masks, bgr=bgr, depth=depth)
+
+
+def _stack_tables(tables: list) -> Any:
+    """Backend-native multimodal tables [M_i, D] -> one [sum M_i, D] (numpy for onnx/trt, torch for torch)."""
+    if len(tables) == 1:
+        return tables[0]
+    if isinstance(tables[0], np.ndarray):
+        return np.concatenate(tables)
+    import torch  # only a torch backend hands out torch tables
+
+    return torch.cat(tables)
 
 
 def _region_list(masks: Any) -> list:

@@ -1,4 +1,4 @@
-"""Where each of the model's tensors lives in the two checkpoint layouts (DESIGN.md section 1).
+"""Where each of the model's tensors lives in the three checkpoint layouts (DESIGN.md section 1).
 
 A route maps a prefix of RegionGPT's own state-dict keys to a file group (the checkpoint root for llava,
 a sub-directory for vila) and a key prefix inside that group's safetensors. The loader and the writer both
@@ -21,8 +21,26 @@ class Route:
     theirs: str  # key prefix inside that group's safetensors
 
 
+# transformers' LlavaForConditionalGeneration in its two spellings: the hub files' (first: the writer's) and
+# transformers 5's (`model.language_model.` for the decoder body, a top-level `lm_head.`).
+LLAVA_HF_ROUTES = [
+    Route("llm.", "", "language_model."),
+    Route("vision.", "", "vision_tower.vision_model."),
+    Route("image_connector.0.", "", "multi_modal_projector.linear_1."),
+    Route("image_connector.2.", "", "multi_modal_projector.linear_2."),
+    Route("llm.model.", "", "model.language_model."),
+    Route("llm.lm_head.", "", "lm_head."),
+    Route("vision.", "", "model.vision_tower.vision_model."),
+    Route("vision.", "", "model.vision_tower."),  # transformers 5 in memory: the CLIP tower without vision_model.
+    Route("image_connector.0.", "", "model.multi_modal_projector.linear_1."),
+    Route("image_connector.2.", "", "model.multi_modal_projector.linear_2."),
+]
+
+
 def routes(cfg: ModelConfig) -> list[Route]:
     linear_regions = cfg.region.region_connector == "linear"
+    if cfg.layout == "llava-hf":
+        return list(LLAVA_HF_ROUTES)
     if cfg.layout == "llava":
         table = [
             Route("llm.", "", ""),
@@ -61,6 +79,7 @@ _IGNORED = [
     r"(^|\.)vision_model\.post_layernorm\.",
     r"(^|\.)vision_model\.head\.",
     r"^(model\.vision_tower\.vision_tower\.)?(post_layernorm|head)\.",  # the same without `vision_model.`
+    r"^model\.vision_tower\.(post_layernorm|head)\.",  # llava-hf as transformers 5 holds it
     r"(^|\.)position_ids$",
     r"rotary_emb\.inv_freq$",
 ]
@@ -165,6 +184,26 @@ def llava_config_json(cfg: ModelConfig) -> dict[str, Any]:
         }
     )
     return d
+
+
+def llava_hf_config_json(cfg: ModelConfig, image_token_index: int) -> dict[str, Any]:
+    """transformers' LlavaConfig for an image-only LLaVA-1.5 (the llava-hf layout)."""
+    text = hf_llama_config(cfg.llm)
+    del text["architectures"]
+    return {
+        "architectures": ["LlavaForConditionalGeneration"],
+        "model_type": "llava",
+        "text_config": text,
+        "vision_config": hf_vision_config(cfg.vision),
+        "image_token_index": image_token_index,
+        "image_seq_length": cfg.num_image_tokens,
+        "vision_feature_layer": cfg.vision.select_layer,
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+        "multimodal_projector_bias": True,
+        "tie_word_embeddings": cfg.llm.tie_word_embeddings,
+        "torch_dtype": "float32",
+    }
 
 
 def vila_config_jsons(cfg: ModelConfig) -> dict[str, dict[str, Any]]:

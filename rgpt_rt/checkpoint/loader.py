@@ -1,4 +1,4 @@
-"""Load a checkpoint of either layout into RegionGPT: safetensors only, single file or sharded.
+"""Load a checkpoint of any layout (llava, vila, llava-hf) into RegionGPT: safetensors only, single file or sharded.
 
 Every problem with the tensors (missing, unexpected, wrong shape, not floating point) is collected first and
 reported by name in one CheckpointError, before any weight is read. The layer counts the config promises are
@@ -118,9 +118,9 @@ def _count(found: Found, pattern: str) -> int:
 def check_layer_counts(cfg: ModelConfig, found: Found, path: Path) -> None:
     """The layer counts of the config against the layers the files hold: raise a ConfigError naming the field.
     Run before the model is built, so `num_hidden_layers: 1000000` costs a header read, not a million modules."""
-    vision_where = "vision_config" if cfg.layout == "llava" else "vision_tower/config.json"
-    llm_where = "config.json" if cfg.layout == "llava" else "llm/config.json"
-    region_where = "config.json region_extractor" if cfg.layout == "llava" else "region_extractor/config.json"
+    vision_where = "vision_config" if cfg.layout != "vila" else "vision_tower/config.json"
+    llm_where = "config.json" if cfg.layout != "vila" else "llm/config.json"
+    region_where = "config.json region_extractor" if cfg.layout != "vila" else "region_extractor/config.json"
     refiner = _count(found, r"refiner\.(\d+)\.")
     checks = [
         (f"{llm_where} num_hidden_layers", cfg.llm.num_layers, _count(found, r"llm\.model\.layers\.(\d+)\."), "layers"),

@@ -9,7 +9,7 @@ import torch
 
 from ..config import ModelConfig
 from ..model.regiongpt import RegionGPT
-from .layouts import llava_config_json, routes, to_theirs, vila_config_jsons
+from .layouts import llava_config_json, llava_hf_config_json, routes, to_theirs, vila_config_jsons
 from .loader import INDEX
 
 
@@ -55,12 +55,16 @@ def save_checkpoint(
     path: str | Path,
     max_shard_bytes: int | dict[str, int] | None = None,
     dtype: torch.dtype | None = None,
+    image_token_index: int | None = None,
 ) -> None:
     """Write `model` in its config's layout under `path` (weights and configs; tokenizer files are separate).
     max_shard_bytes: shard every file group at this size, or {group: size} to shard only those groups (vila:
-    {"llm": n} shards llm/ alone, as SpatialRGPT's releases are)."""
+    {"llm": n} shards llm/ alone, as SpatialRGPT's releases are). The llava-hf layout needs `image_token_index`,
+    the id of `<image>` in its tokenizer (transformers' config)."""
     path = Path(path)
     cfg: ModelConfig = model.cfg
+    if cfg.layout == "llava-hf" and image_token_index is None:
+        raise ValueError("the llava-hf layout needs image_token_index (the tokenizer's id of <image>)")
     table = routes(cfg)
     per_group: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in model.state_dict().items():
@@ -74,6 +78,8 @@ def save_checkpoint(
         _save_group(path / group if group else path, tensors, limit)
     if cfg.layout == "llava":
         _write_json(path / "config.json", llava_config_json(cfg))
+    elif cfg.layout == "llava-hf":
+        _write_json(path / "config.json", llava_hf_config_json(cfg, image_token_index))
     else:
         for rel, d in vila_config_jsons(cfg).items():
             _write_json(path / rel, d)

@@ -40,10 +40,14 @@ class LayerNorm2d(nn.Module):
 class FeatureRefiner(nn.Sequential):
     """[B, C, g, g] -> [B, C, 2^k g, 2^k g]: (ConvT 2x2/2 -> LayerNorm2d -> GELU) x (k-1) -> ConvT -> GELU.
 
-    For k = 2 the parameters are `0.*` (ConvT), `1.*` (LayerNorm2d), `3.*` (ConvT), as in checkpoints.
+    For k = 2 the parameters are `0.*` (ConvT), `1.*` (LayerNorm2d), `3.*` (ConvT), as in checkpoints. k = 0 (a
+    checkpoint without a region extractor) is the identity.
     """
 
     def __init__(self, channels: int, cfg: RegionConfig):
+        if cfg.refine_depth == 0:  # no region extractor (an image-only LLaVA): the identity, no parameters
+            super().__init__()
+            return
         mods: list[nn.Module] = []
         for _ in range(cfg.refine_depth - 1):
             mods += [nn.ConvTranspose2d(channels, channels, 2, 2), LayerNorm2d(channels), nn.GELU()]

@@ -76,6 +76,15 @@ def tiny_config(layout: str = "llava") -> ModelConfig:
             connector=ConnectorConfig("mlp2x_gelu", 64, 64),
             llm=llm,
         )
+    if layout == "llava-hf":  # a plain LLaVA-1.5: the llava flavour without a region extractor
+        base = tiny_config("llava")
+        return ModelConfig(
+            layout="llava-hf",
+            vision=base.vision,
+            region=RegionConfig(refine_depth=0, image_grid=base.vision.grid, region_connector="shared"),
+            connector=base.connector,
+            llm=base.llm,
+        )
     if layout == "vila":
         # An odd 5x5 patch grid exercises mlp_downsample's zero padding, as SigLIP's 27x27 does.
         vision = VisionConfig(
@@ -126,7 +135,7 @@ def tiny_config(layout: str = "llava") -> ModelConfig:
             image_aspect_ratio="resize",
             enable_depth=True,
         )
-    raise ValueError(f"unknown layout '{layout}' (expected 'llava' or 'vila')")
+    raise ValueError(f"unknown layout '{layout}' (expected 'llava', 'vila' or 'llava-hf')")
 
 
 @torch.no_grad()
@@ -163,7 +172,8 @@ def make_tiny_model(layout: str = "llava", seed: int = 0):
 def make_tiny_checkpoint(
     path: str | Path, layout: str = "llava", seed: int = 0, max_shard_bytes: int | None = None
 ) -> Path:
-    """Write a tiny random RegionGPT checkpoint in `layout` ("llava" or "vila") with its tokenizer.
+    """Write a tiny random RegionGPT checkpoint in `layout` ("llava", "vila", or "llava-hf": an image-only
+    LLaVA-1.5 as transformers' LlavaForConditionalGeneration saves it, hub key spelling) with its tokenizer.
 
     Seeded random weights (fp32 safetensors), a byte-level BPE tokenizer trained here on the corpus
     shipped with the package, and config files as the layout prescribes (vila: SpatialRGPT's release, see the
@@ -174,8 +184,9 @@ def make_tiny_checkpoint(
 
     path = Path(path)
     model = make_tiny_model(layout, seed)
-    if layout == "llava":
-        save_checkpoint(model, path, max_shard_bytes=max_shard_bytes)
+    if layout in ("llava", "llava-hf"):
+        image_index = LLAVA_SPECIALS.index("<image>") if layout == "llava-hf" else None
+        save_checkpoint(model, path, max_shard_bytes=max_shard_bytes, image_token_index=image_index)
         tok = train_tokenizer(LLAVA_SPECIALS, TINY_VOCAB)
         write_tokenizer(path, tok, bos="<s>", eos="</s>", extra_specials=["<image>", "<region>"])
         return path

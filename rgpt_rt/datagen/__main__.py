@@ -1,0 +1,5 @@
+import sys
+
+from ..data.captions.cli import main
+
+sys.exit(main())
