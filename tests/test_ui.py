@@ -154,7 +154,10 @@ def test_region_references_become_placeholders_with_their_masks_in_order(s):
     [
         ("", "the message is empty"),
         ("What is <region>?", "write <region1>, <region2>"),
-        ("Compare <region1> and <region3>.", "too many regions for the question: it names <region3> but the image has 2"),
+        (
+            "Compare <region1> and <region3>.",
+            "too many regions for the question: it names <region3> but the image has 2",
+        ),
     ],
 )
 def test_a_message_that_does_not_fit_the_regions_is_refused(s, text, message):
