@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from . import __version__
 from .assets import SAMPLE_BOX, SAMPLE_IMAGE
 from .errors import FrameError, InputError, MaskError, PromptError, RgptError
+from .prompts import task_instruction
 
 __all__ = ["SAMPLE_BOX", "SAMPLE_IMAGE", "build_parser", "demo_checkpoint", "demo_engine", "main"]
 
@@ -354,8 +355,6 @@ def _runtime(args, model: Path):
 
 
 def cmd_describe(args) -> int:
-    from .prompts import task_instruction
-
     regions = args.regions or []
     if len(regions) != 1:
         raise UsageError(
@@ -407,55 +406,97 @@ def demo_checkpoint(layout: str = "llava", force: bool = False) -> Path:
     return path
 
 
-def demo_engine(checkpoint: Path, force: bool = False) -> Path | None:
-    """The demo checkpoint compiled into an ONNX engine directory (skipped when up to date unless force); None
-    when the build tools (torch, onnx) or onnxruntime are not installed."""
+def demo_engine(checkpoint: Path, force: bool = False, out: Path | None = None) -> Path | None:
+    """A checkpoint compiled into an ONNX engine directory (default: beside it; skipped when up to date unless
+    force); None when the build tools (torch, onnx) or onnxruntime are not installed."""
     if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime", "build_engine")):
         return None
     from build_engine.builder import build
 
-    out = checkpoint.with_name(checkpoint.name + "-engine")
+    out = out or checkpoint.with_name(checkpoint.name + "-engine")
     return build(checkpoint, out, force=force, log=lambda s: print("  " + s))
+
+
+def _demo_runtime(args, checkpoint: Path, engine_dir: Path):
+    from .runtime import Runtime
+
+    engine = demo_engine(checkpoint, force=args.force, out=engine_dir) if args.backend in ("auto", "onnx") else None
+    if engine is not None:
+        print(f"engine directory: {engine} (backend: onnx)")
+        return Runtime.from_pretrained(engine, backend="onnx")
+    if args.backend == "onnx":
+        raise RgptError("the onnx demo needs onnx and onnxruntime to build its engine: pip install 'rgpt_rt[onnx]'")
+    rt = Runtime.from_pretrained(checkpoint)
+    print(f"backend: {rt.backend_name} (install the onnx extra to run the demo from an engine directory)")
+    return rt
+
+
+def _timings(result) -> str:
+    t = result.timings
+    return (
+        f"{t.tokens} tokens; preprocess {t.preprocess_ms:.1f} ms, vision {t.vision_ms:.1f} ms, prefill "
+        f"{t.prefill_ms:.1f} ms ({t.prompt_tokens} tokens), decode {t.decode_ms:.1f} ms ({t.ms_per_token:.2f} ms/token)"
+    )
+
+
+def demo_nano(args) -> int:
+    """The nano RegionGPT on a shipped scene of the synthetic world: every answer is printed beside the truth."""
+    from .assets import DEMO_OBJECT, DEMO_SCENE, NANO_MODEL, scene
+    from .data.scene import SHAPES
+    from .inputs import rle_decode
+
+    print(f"rgpt_rt demo: the nano RegionGPT ({NANO_MODEL}; trained on the synthetic world, see its MODEL_CARD.md)")
+    rt = _demo_runtime(args, NANO_MODEL, _cache_dir() / "nano-engine")
+    sc = scene(DEMO_SCENE)
+    masks = [rle_decode(o["segmentation"]) for o in sc.objects]
+    target = sc.objects[DEMO_OBJECT]
+    print(f"image: {sc.image}  region: the mask of object {DEMO_OBJECT} (box {target['box']})")
+    ok = True
+
+    def show(what: str, answer, truth) -> None:
+        nonlocal ok
+        right = answer == truth
+        ok &= right
+        print(f"{what:<9} {answer!r:<40} truth {truth!r:<28} {'right' if right else 'WRONG'}")
+
+    result = rt.generate(sc.image, task_instruction("detail"), [masks[DEMO_OBJECT]], max_new_tokens=args.max_new_tokens)
+    print(f"detail:   {result.text!r}")
+    print(f"          {_timings(result)}")
+    show("brief:", rt.describe(sc.image, masks[DEMO_OBJECT], task="brief"), target["caption"])
+    show("category:", rt.classify(sc.image, masks[DEMO_OBJECT], vocabulary=list(SHAPES)), target["category"])
+    expression = f"the {target['size']} {target['color']} {target['category']}"
+    show("refer:", rt.refer(sc.image, masks, expression), DEMO_OBJECT)
+    print(f"          (refer: which of the scene's {len(masks)} regions is {expression!r}; 0-based index)")
+    print("all answers right" if ok else "SOME ANSWERS ARE WRONG")
+    return 0
+
+
+def demo_random(args) -> int:
+    path = demo_checkpoint(args.layout, force=args.force)
+    print(f"rgpt_rt demo: tiny {args.layout}-layout checkpoint at {path}")
+    rt = _demo_runtime(args, path, path.with_name(path.name + "-engine"))
+    print(f"image: {SAMPLE_IMAGE}  region: box {SAMPLE_BOX}")
+    print(
+        "NOTE: this model has RANDOM weights, so its text is meaningless; it shows the whole pipeline "
+        "(frame + region -> vision -> region_pool -> LLM -> text) running end to end."
+    )
+    result = rt.generate(SAMPLE_IMAGE, task_instruction("detail"), [SAMPLE_BOX], max_new_tokens=args.max_new_tokens)
+    print(f"description: {result.text!r}")
+    print(f"finish: {result.finish_reason}; {_timings(result)}")
+    return 0
 
 
 def cmd_demo(args) -> int:
     if importlib.util.find_spec("torch") is None:
         raise RgptError(
-            "the demo makes a tiny random-weight checkpoint, which needs torch: pip install 'rgpt_rt[torch]' "
+            "the demo compiles a checkpoint, which needs torch: pip install 'rgpt_rt[torch]' "
             "(this install runs engine directories: rgpt-rt describe IMAGE --box x0,y0,x1,y1 --model ENGINES)"
         )
-    from .runtime import Runtime
-
-    path = demo_checkpoint(args.layout, force=args.force)
-    print(f"rgpt_rt demo: tiny {args.layout}-layout checkpoint at {path}")
-    engine = demo_engine(path, force=args.force) if args.backend in ("auto", "onnx") else None
-    if engine is not None:
-        rt = Runtime.from_pretrained(engine, backend="onnx")
-        print(f"engine directory: {engine} (backend: onnx)")
-    else:
-        if args.backend == "onnx":
-            raise RgptError("the onnx demo needs onnx and onnxruntime to build its engine: pip install 'rgpt_rt[onnx]'")
-        rt = Runtime.from_pretrained(path)
-        print(f"backend: {rt.backend_name} (install the onnx extra to run the demo from an engine directory)")
-    print(f"image: {SAMPLE_IMAGE}  region: box {SAMPLE_BOX}")
-    print(
-        "NOTE: the demo model has RANDOM weights, so its text is meaningless; the demo shows the whole pipeline "
-        "(frame + region -> vision -> region_pool -> LLM -> text) running end to end."
-    )
-    result = rt.generate(
-        SAMPLE_IMAGE,
-        "Describe in detail the object located at <region> in the image.",
-        [SAMPLE_BOX],
-        max_new_tokens=args.max_new_tokens,
-    )
-    t = result.timings
-    print(f"description: {result.text!r}")
-    print(
-        f"finish: {result.finish_reason}; {t.tokens} tokens; preprocess {t.preprocess_ms:.1f} ms, "
-        f"vision {t.vision_ms:.1f} ms, prefill {t.prefill_ms:.1f} ms ({t.prompt_tokens} tokens), "
-        f"decode {t.decode_ms:.1f} ms ({t.ms_per_token:.2f} ms/token)"
-    )
-    return 0
+    if args.random:
+        return demo_random(args)
+    if args.layout != "llava":
+        raise RgptError("--layout applies to --random (the nano model is a llava-layout checkpoint)")
+    return demo_nano(args)
 
 
 def cmd_ui(args) -> int:
@@ -521,15 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_ask)
     m = sub.add_parser(
         "demo",
-        help="describe the red car in the bundled sample image with a tiny random-weight model (needs torch)",
-        description="Make a tiny random-weight checkpoint (once, in $RGPT_RT_CACHE, default ~/.cache/rgpt_rt), "
-        "compile it into an ONNX engine directory when onnx and onnxruntime are installed, and describe the red "
-        "car in the bundled sample image.",
+        help="the nano RegionGPT describes, names and finds a region of a shipped scene (needs torch)",
+        description="Compile the shipped nano RegionGPT (trained on the synthetic world) into an ONNX engine "
+        "directory in $RGPT_RT_CACHE (default ~/.cache/rgpt_rt) when onnx and onnxruntime are installed, and ask "
+        "it about a region of a shipped scene: a description, a caption, its category and, among all the scene's "
+        "regions, the one an expression names; each answer is printed beside the truth. --random runs a tiny "
+        "random-weight checkpoint on the bundled sample photo instead (the pipeline, not the answers).",
         epilog=ENVIRONMENT,
         formatter_class=fmt,
     )
-    m.add_argument("--layout", default="llava", choices=["llava", "vila"], help="checkpoint layout (default llava)")
-    m.add_argument("--max-new-tokens", type=int, default=24, metavar="N", help="tokens to generate (default 24)")
+    m.add_argument("--random", action="store_true", help="a tiny random-weight checkpoint instead of the nano model")
+    m.add_argument(
+        "--layout", default="llava", choices=["llava", "vila"], help="--random: checkpoint layout (default llava)"
+    )
+    m.add_argument("--max-new-tokens", type=int, default=48, metavar="N", help="detail tokens (default 48)")
     m.add_argument(
         "--backend",
         default="auto",
@@ -537,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): build an ONNX engine directory and run it when onnx and onnxruntime are installed, "
         "else run the checkpoint on torch",
     )
-    m.add_argument("--force", action="store_true", help="remake the cached checkpoint and rebuild its engine")
+    m.add_argument("--force", action="store_true", help="remake the cached checkpoint and rebuild the engine")
     _debug_arg(m, argparse.SUPPRESS)
     m.set_defaults(fn=cmd_demo)
     u = sub.add_parser(

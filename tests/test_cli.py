@@ -171,10 +171,10 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tiny_llava
     assert main(args) == 1 and "Traceback" in capsys.readouterr().err
 
 
-def test_demo_via_python_m(tmp_path):
+def test_random_demo_via_python_m(tmp_path):
     env = {"RGPT_RT_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "rgpt_rt", "demo", "--max-new-tokens", "5"],
+        [sys.executable, "-m", "rgpt_rt", "demo", "--random", "--max-new-tokens", "5"],
         capture_output=True,
         text=True,
         env=env,
@@ -188,7 +188,7 @@ def test_demo_via_python_m(tmp_path):
     assert "backend: onnx" in out.stdout and manifest.is_file()
     stamp = manifest.stat().st_mtime_ns
     again = subprocess.run(
-        [sys.executable, "-m", "rgpt_rt", "demo", "--force", "--max-new-tokens", "2"],
+        [sys.executable, "-m", "rgpt_rt", "demo", "--random", "--force", "--max-new-tokens", "2"],
         capture_output=True,
         text=True,
         env=env,

@@ -45,4 +45,14 @@ def scene(name: str) -> Scene:
     return found[name]
 
 
-__all__ = ["DEMO_OBJECT", "DEMO_SCENE", "NANO_MODEL", "SAMPLE_BOX", "SAMPLE_IMAGE", "SCENES_DIR", "Scene", "scene", "scenes"]
+__all__ = [
+    "DEMO_OBJECT",
+    "DEMO_SCENE",
+    "NANO_MODEL",
+    "SAMPLE_BOX",
+    "SAMPLE_IMAGE",
+    "SCENES_DIR",
+    "Scene",
+    "scene",
+    "scenes",
+]
