@@ -278,7 +278,9 @@ def build_app(demo: Demo, model_name: str = "") -> gr.Blocks:
         edit = [state, canvas, legend, regions, status, message]
         chat_out = [state, chatbot, message, status, result, timings, canvas]
         model = dict(concurrency_id="model", concurrency_limit=1)
-        canvas.select(on_canvas, [state, message], edit)
+        # Every box drawn counts, in order: the canvas's events queue ("once" would drop one drawn while the last
+        # is handled) and run one at a time.
+        canvas.select(on_canvas, [state, message], edit, trigger_mode="multiple", concurrency_limit=1)
         scene.input(on_scene, [state, scene], [*edit, chatbot, result, timings])
         upload.upload(on_upload, [state, upload], [*edit, chatbot, result, timings])
         add_rle.click(on_rle, [state, rle], edit)
