@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _debug_arg(parser, False)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{describe,ask,demo,ui}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{describe,ask,demo}")
     d = sub.add_parser(
         "describe",
         help="describe one region of an image",
