@@ -30,7 +30,7 @@ def decoder_inputs(model, tokenizer: PromptTokenizer, count: int, seed: int) -> 
         "Is <region> to the left of <region>? Answer briefly.",
     ]
     cfg = model.cfg
-    pixels = torch.from_numpy(preprocess_frame(frame, cfg.vision))
+    pixels = torch.from_numpy(preprocess_frame(frame, cfg.vision, mode=cfg.image_aspect_ratio))
     out = []
     for i in range(count):
         instr = instructions[i % len(instructions)]
@@ -39,7 +39,7 @@ def decoder_inputs(model, tokenizer: PromptTokenizer, count: int, seed: int) -> 
         for _ in range(n):
             x0, y0 = rng.integers(0, w - 16), rng.integers(0, h - 16)
             boxes.append((int(x0), int(y0), int(rng.integers(x0 + 8, w)), int(rng.integers(y0 + 8, h))))
-        masks = preprocess_masks(to_masks(boxes, (h, w)), cfg.vision.image_size)
+        masks = preprocess_masks(to_masks(boxes, (h, w)), cfg.vision.image_size, mode=cfg.image_aspect_ratio)
         with torch.no_grad():
             image, regions = model.visual_embeds(pixels, torch.from_numpy(masks))
         table = torch.cat([image, regions]).float().numpy()

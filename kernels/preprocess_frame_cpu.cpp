@@ -150,21 +150,24 @@ std::vector<int32_t> fixed_point(const std::vector<double>& coeffs) {
 
 Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
   const int64_t h = a.frame.shape[0], w = a.frame.shape[1], s = a.out.shape[1];
-  const int64_t side = std::max(h, w), top = (side - h) / 2, left = (side - w) / 2;
+  // The image the resize reads: the padded square (pad) or the frame itself (resize), src_h x src_w.
+  const int64_t side = std::max(h, w);
+  const int64_t src_h = a.resize ? h : side, src_w = a.resize ? w : side;
+  const int64_t top = (src_h - h) / 2, left = (src_w - w) / 2;
   const uint8_t* fr = static_cast<const uint8_t*>(a.frame.data);
   const int src_c[3] = {a.bgr ? 2 : 0, 1, a.bgr ? 0 : 2};
   auto store = [&](int c, int64_t y, int64_t x, uint8_t v) {
     const float f = static_cast<float>(v) / 255.0f;
     store_from_float(a.out.data, a.out.offset(c, y, x), a.out.dtype, (f - a.mean[c]) / a.std[c]);
   };
-  // Padded row `yy` of the square, 3 bytes per pixel. Only the pad bands are filled: the frame part is
-  // copied (memcpy for packed RGB rows, a channel swap for BGR, the strided loop otherwise).
+  // Source row `yy`, 3 bytes per pixel. Only the pad bands are filled: the frame part is copied (memcpy for
+  // packed RGB rows, a channel swap for BGR, the strided loop otherwise).
   const bool packed = a.frame.stride[1] == 3 && a.frame.stride[2] == 1;
   auto padded_row = [&](int64_t yy, uint8_t* row) {
     const bool inside = yy >= top && yy < top + h;
-    for (int64_t x = 0; x < side; ++x) {
+    for (int64_t x = 0; x < src_w; ++x) {
       if (inside && x == left) x = left + w;
-      if (x >= side) break;
+      if (x >= src_w) break;
       row[3 * x] = static_cast<uint8_t>(a.fill[0]);
       row[3 * x + 1] = static_cast<uint8_t>(a.fill[1]);
       row[3 * x + 2] = static_cast<uint8_t>(a.fill[2]);
@@ -187,12 +190,12 @@ Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
   };
   const int nt = nthreads(a.threads);
 
-  if (side == s) {  // Pillow returns a copy when the size already matches: no resampling at all
+  if (src_h == s && src_w == s) {  // Pillow returns a copy when the size already matches: no resampling at all
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt)
 #endif
     for (int64_t y = 0; y < s; ++y) {
-      std::vector<uint8_t> row(static_cast<size_t>(3 * side));
+      std::vector<uint8_t> row(static_cast<size_t>(3 * src_w));
       padded_row(y, row.data());
       for (int64_t x = 0; x < s; ++x)
         for (int c = 0; c < 3; ++c) store(c, y, x, row[3 * x + c]);
@@ -200,29 +203,61 @@ Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
     return kOk;
   }
 
-  const ResampleCoeffs co = resample_coeffs(side, s, Filter::kBicubic);
-  const std::vector<int32_t> kk = fixed_point(co.coeffs);
-  const int64_t y_first = co.bounds[0];
-  const int64_t y_last = co.bounds[2 * s - 2] + co.bounds[2 * s - 1];
+  // One axis of the same size as S has identity taps (weight 1 on its own pixel): exactly Pillow's skipped pass.
+  const ResampleCoeffs cx = resample_coeffs(src_w, s, Filter::kBicubic);
+  const ResampleCoeffs cy = resample_coeffs(src_h, s, Filter::kBicubic);
+  const std::vector<int32_t> kx = fixed_point(cx.coeffs), ky = fixed_point(cy.coeffs);
+  if (vertical_first(src_h, src_w, s)) {
+    // Pillow >= 13 runs the vertical pass first here (an 8-bit rounded [S, src_w] intermediate, row by row).
+    // Only a stretch can get here (a padded square shrinks both axes alike), so every source pixel is the frame's.
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+      std::vector<uint8_t> vrow(static_cast<size_t>(3 * src_w)), hout(static_cast<size_t>(3 * s));
+      std::vector<Pixel4> wide(static_cast<size_t>(src_w));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (int64_t yy = 0; yy < s; ++yy) {
+        const int32_t ymin = cy.bounds[2 * yy], ymax = cy.bounds[2 * yy + 1];
+        const int32_t* k = ky.data() + yy * cy.ksize;
+        for (int64_t x = 0; x < src_w; ++x) {
+          int32_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
+          for (int32_t y = 0; y < ymax; ++y)
+            for (int c = 0; c < 3; ++c) acc[c] += fr[a.frame.offset(ymin + y - top, x - left, src_c[c])] * k[y];
+          for (int c = 0; c < 3; ++c) vrow[3 * x + c] = clip8(acc[c]);
+        }
+        horizontal_pass(vrow.data(), src_w, s, cx.bounds.data(), kx.data(), cx.ksize, wide.data(), hout.data());
+        for (int64_t xx = 0; xx < s; ++xx)
+          for (int c = 0; c < 3; ++c) store(c, yy, xx, hout[3 * xx + c]);
+      }
+    }
+    return kOk;
+  }
+  const int64_t y_first = cy.bounds[0];
+  const int64_t y_last = cy.bounds[2 * s - 2] + cy.bounds[2 * s - 1];
   const int64_t rows = y_last - y_first;
   // Horizontal pass into an 8-bit intermediate [rows, S, 3].
   std::vector<uint8_t> temp(static_cast<size_t>(rows * s * 3));
   auto horizontal = [&](const uint8_t* row, Pixel4* wide, uint8_t* out) {
-    horizontal_pass(row, side, s, co.bounds.data(), kk.data(), co.ksize, wide, out);
+    horizontal_pass(row, src_w, s, cx.bounds.data(), kx.data(), cx.ksize, wide, out);
   };
-  std::vector<uint8_t> fill_row(static_cast<size_t>(3 * side)), fill_out(static_cast<size_t>(3 * s));
-  std::vector<Pixel4> fill_wide(static_cast<size_t>(side));
-  padded_row(-1, fill_row.data());
-  horizontal(fill_row.data(), fill_wide.data(), fill_out.data());
+  std::vector<uint8_t> fill_row(static_cast<size_t>(3 * src_w)), fill_out(static_cast<size_t>(3 * s));
+  std::vector<Pixel4> fill_wide(static_cast<size_t>(src_w));
+  if (src_h > h) {  // rows entirely in the pad band resample to one row, computed once
+    padded_row(-1, fill_row.data());
+    horizontal(fill_row.data(), fill_wide.data(), fill_out.data());
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
-    std::vector<uint8_t> row(static_cast<size_t>(3 * side)),
-        row_b(static_cast<size_t>(3 * side));  // per thread
-    std::vector<Pixel4> wide(static_cast<size_t>(side));
+    std::vector<uint8_t> row(static_cast<size_t>(3 * src_w)),
+        row_b(static_cast<size_t>(3 * src_w));  // per thread
+    std::vector<Pixel4> wide(static_cast<size_t>(src_w));
 #if defined(__GNUC__)
-    std::vector<Pixel8> wide2(static_cast<size_t>(side));
+    std::vector<Pixel8> wide2(static_cast<size_t>(src_w));
 #endif
     auto one_row = [&](int64_t r) {
       const int64_t yy = y_first + r;
@@ -244,10 +279,12 @@ Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
       if (both) {
         padded_row(y_first + r, row.data());
         padded_row(y_first + r + 1, row_b.data());
-        horizontal_pass2(row.data(), row_b.data(), side, s, co.bounds.data(), kk.data(), co.ksize,
-                         wide2.data(), temp.data() + r * s * 3, temp.data() + (r + 1) * s * 3);
+        horizontal_pass2(row.data(), row_b.data(), src_w, s, cx.bounds.data(), kx.data(), cx.ksize, wide2.data(),
+                         temp.data() + r * s * 3, temp.data() + (r + 1) * s * 3);
         continue;
       }
+#else
+      (void)both;
 #endif
       one_row(r);
       if (r + 1 < rows) one_row(r + 1);
@@ -258,8 +295,8 @@ Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
 #pragma omp parallel for schedule(static) num_threads(nt)
 #endif
   for (int64_t yy = 0; yy < s; ++yy) {
-    const int32_t ymin = co.bounds[2 * yy] - static_cast<int32_t>(y_first), ymax = co.bounds[2 * yy + 1];
-    const int32_t* k = kk.data() + yy * co.ksize;
+    const int32_t ymin = cy.bounds[2 * yy] - static_cast<int32_t>(y_first), ymax = cy.bounds[2 * yy + 1];
+    const int32_t* k = ky.data() + yy * cy.ksize;
     for (int64_t xx = 0; xx < s; ++xx) {
       int32_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
       for (int32_t y = 0; y < ymax; ++y) {
@@ -272,7 +309,30 @@ Status preprocess_frame_cpu(const PreprocessFrameArgs& a) {
   return kOk;
 }
 
+namespace {
+
+// SpatialRGPT's mask resize: OpenCV INTER_NEAREST from H x W straight to S x S (no padding).
+Status preprocess_masks_nearest(const PreprocessMasksArgs& a) {
+  const int64_t n = a.masks.shape[0], h = a.masks.shape[1], w = a.masks.shape[2], s = a.out.shape[1];
+  const float* md = static_cast<const float*>(a.masks.data);
+  float* od = static_cast<float*>(a.out.data);
+  std::vector<int64_t> xs(static_cast<size_t>(s)), ys(static_cast<size_t>(s));
+  for (int64_t i = 0; i < s; ++i) xs[i] = nearest_index(i, w, s), ys[i] = nearest_index(i, h, s);
+  const int nt = nthreads(a.threads);
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
+#endif
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t y = 0; y < s; ++y)
+      for (int64_t x = 0; x < s; ++x)
+        od[a.out.offset(k, y, x)] = std::min(std::max(md[a.masks.offset(k, ys[y], xs[x])], 0.0f), 1.0f);
+  return kOk;
+}
+
+}  // namespace
+
 Status preprocess_masks_cpu(const PreprocessMasksArgs& a) {
+  if (a.resize) return preprocess_masks_nearest(a);
   const int64_t n = a.masks.shape[0], h = a.masks.shape[1], w = a.masks.shape[2], s = a.out.shape[1];
   const int64_t side = std::max(h, w), top = (side - h) / 2, left = (side - w) / 2;
   const float* md = static_cast<const float*>(a.masks.data);

@@ -22,11 +22,13 @@ class Chat:
     template's multi-turn format.
     """
 
-    def __init__(self, runtime: Runtime, frame: Any, masks: Any = None, *, bgr: bool = False):
+    def __init__(self, runtime: Runtime, frame: Any, masks: Any = None, *, bgr: bool = False, depth: Any = None):
         self.rt = runtime
         # Owned copies: camera loops reuse their buffers, and later turns must see the pixels of this frame.
         self.frame = np.array(load_frame(frame, bgr=bgr), copy=True)
         self.masks = np.array(to_masks(masks, self.frame.shape[:2], allow_empty=runtime.allow_empty_masks), copy=True)
+        # The frame's depth map (SpatialRGPT), owned like the frame; every turn uses it.
+        self.depth = None if depth is None else np.array(depth, copy=True) if isinstance(depth, np.ndarray) else depth
         self.history: list[tuple[str, str]] = []
         self._turn_masks: list[np.ndarray] = []
 
@@ -43,7 +45,13 @@ class Chat:
             raise PromptError(f"this turn has {n} <region> placeholders but {len(turn)} region masks apply to it")
         all_masks = np.concatenate([*self._turn_masks, turn]) if self._turn_masks else turn
         result = self.rt.generate(
-            self.frame, instruction, all_masks, history=self.history, allow_empty_masks=True, **generation
+            self.frame,
+            instruction,
+            all_masks,
+            history=self.history,
+            allow_empty_masks=True,
+            depth=self.depth,
+            **generation,
         )
         self.history.append((instruction, result.text))
         self._turn_masks.append(turn)

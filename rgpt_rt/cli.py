@@ -237,13 +237,38 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def _print(result, as_json: bool) -> None:
+def _print(result, as_json: bool, rt=None) -> None:
     if as_json:
         d = asdict(result)
         d.pop("first_logits", None)
+        if rt is not None:  # how the checkpoint sees frames: "pad" (to a square) or "resize" (stretched)
+            d["image_aspect_ratio"] = rt.cfg.image_aspect_ratio
         print(json.dumps(d, indent=2))  # exact text (JSON escapes control characters itself)
     else:
         print(printable(result.text))
+
+
+def _note_preprocessing(rt) -> None:
+    """Say on stderr when a checkpoint stretches frames (SpatialRGPT) instead of padding them (the default)."""
+    if rt.cfg.image_aspect_ratio != "pad":
+        s = rt.cfg.vision.image_size
+        print(
+            f"{PROG}: note: this checkpoint uses image_aspect_ratio={rt.cfg.image_aspect_ratio}: the frame and "
+            f"masks are stretched to {s}x{s} (no padding)",
+            file=sys.stderr,
+        )
+
+
+def _depth_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--depth",
+        metavar="FILE",
+        default=None,
+        help="depth map of the image for SpatialRGPT checkpoints (torch backend): a .npy float [H, W] array "
+        "(relative depth/disparity, larger = nearer, as Depth Anything gives; normalised to 0..255), or an 8-bit "
+        "depth image (PNG, as SpatialRGPT saves them). Each <region> is then followed by <depth> unless the "
+        "instruction places <depth> itself",
+    )
 
 
 # ---- options -----------------------------------------------------------------------------------------------
@@ -365,8 +390,11 @@ def cmd_describe(args) -> int:
     masks = _masks(regions, frame, args.allow_empty_masks)
     rt = _runtime(args, _check_model(args.model))
     instruction = task_instruction(args.task)
-    result = rt.generate(frame, instruction, masks, allow_empty_masks=args.allow_empty_masks, **_gen(args))
-    _print(result, args.json)
+    _note_preprocessing(rt)
+    result = rt.generate(
+        frame, instruction, masks, allow_empty_masks=args.allow_empty_masks, depth=args.depth, **_gen(args)
+    )
+    _print(result, args.json, rt)
     return 0
 
 
@@ -384,8 +412,11 @@ def cmd_ask(args) -> int:
     frame = _read_image(args.image)
     masks = _masks(regions, frame, args.allow_empty_masks)
     rt = _runtime(args, _check_model(args.model))
-    result = rt.generate(frame, args.instruction, masks, allow_empty_masks=args.allow_empty_masks, **_gen(args))
-    _print(result, args.json)
+    _note_preprocessing(rt)
+    result = rt.generate(
+        frame, args.instruction, masks, allow_empty_masks=args.allow_empty_masks, depth=args.depth, **_gen(args)
+    )
+    _print(result, args.json, rt)
     return 0
 
 
@@ -492,7 +523,9 @@ def cmd_demo(args) -> int:
             "the demo compiles a checkpoint, which needs torch: pip install 'rgpt_rt[torch]' "
             "(this install runs engine directories: rgpt-rt describe IMAGE --box x0,y0,x1,y1 --model ENGINES)"
         )
-    if args.random:
+    from .assets import NANO_MODEL
+
+    if args.random or not (NANO_MODEL / "config.json").is_file():
         return demo_random(args)
     if args.layout != "llava":
         raise RgptError("--layout applies to --random (the nano model is a llava-layout checkpoint)")
@@ -541,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detail (default): a description; brief: a caption",
     )
     _region_args(d)
+    _depth_arg(d)
     _model_args(d)
     _generation_args(d)
     _debug_arg(d, argparse.SUPPRESS)
@@ -556,18 +590,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("image", help="image file (PNG, JPEG, ... anything Pillow reads)")
     a.add_argument("instruction", help="the question, with one <region> per region")
     _region_args(a)
+    _depth_arg(a)
     _model_args(a)
     _generation_args(a)
     _debug_arg(a, argparse.SUPPRESS)
     a.set_defaults(fn=cmd_ask)
     m = sub.add_parser(
         "demo",
-        help="the nano RegionGPT describes, names and finds a region of a shipped scene (needs torch)",
-        description="Compile the shipped nano RegionGPT (trained on the synthetic world) into an ONNX engine "
-        "directory in $RGPT_RT_CACHE (default ~/.cache/rgpt_rt) when onnx and onnxruntime are installed, and ask "
-        "it about a region of a shipped scene: a description, a caption, its category and, among all the scene's "
-        "regions, the one an expression names; each answer is printed beside the truth. --random runs a tiny "
-        "random-weight checkpoint on the bundled sample photo instead (the pipeline, not the answers).",
+        help="describe a region of a shipped image end to end (needs torch)",
+        description="Compile a model into an ONNX engine directory in $RGPT_RT_CACHE (default ~/.cache/rgpt_rt) "
+        "when onnx and onnxruntime are installed, and describe a region of a shipped image. The model: the nano "
+        "RegionGPT trained on the synthetic world when the package ships it (rgpt_rt/assets/nano; it then also "
+        "names the region's category and finds it among the scene's regions, each answer beside the truth); "
+        "otherwise, or with --random, a tiny random-weight checkpoint on the bundled sample photo (the pipeline "
+        "runs end to end; its text is noise).",
         epilog=ENVIRONMENT,
         formatter_class=fmt,
     )

@@ -115,7 +115,8 @@ class ModelConfig:
     conv_template: str = "vicuna_v1"
     image_token: str = "<image>"
     region_token: str = "<region>"  # the checkpoint's own placeholder (vila: "<mask>")
-    image_aspect_ratio: str = "pad"
+    image_aspect_ratio: str = "pad"  # "pad" (square with the mean colour) | "resize" (stretch to S x S)
+    enable_depth: bool = False  # SpatialRGPT's depth branch: `<depth>` tokens from a depth map and depth_projector
 
     @property
     def region_index_base(self) -> int:
@@ -145,6 +146,7 @@ class ModelConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"{where} must be an object, got {type(d).__name__}")
         top = {f.name for f in dataclasses.fields(ModelConfig)}
+        d = {"enable_depth": False, **d}  # manifests written before the depth branch existed
         for key in top:
             if key not in d:
                 raise ConfigError(f"{where}: required field '{key}' is missing")
@@ -174,6 +176,7 @@ class ModelConfig:
             image_token=d["image_token"],
             region_token=d["region_token"],
             image_aspect_ratio=d["image_aspect_ratio"],
+            enable_depth=d["enable_depth"],
             **built,
         )
         if cfg.layout not in LAYOUTS:
@@ -390,6 +393,7 @@ def read_llava_config(path: Path) -> ModelConfig:
         image_token=d.get("image_token", "<image>"),
         region_token=d.get("region_token", "<region>"),
         image_aspect_ratio=d.get("image_aspect_ratio", "pad"),
+        enable_depth=d.get("enable_depth", False),
     )
     validate_config(
         cfg,
@@ -444,6 +448,7 @@ def read_vila_config(path: Path) -> ModelConfig:
         image_token=top.get("image_token", "<image>"),
         region_token=top.get("region_token", "<mask>"),
         image_aspect_ratio=top.get("image_aspect_ratio", "pad"),
+        enable_depth=top.get("enable_depth", False),
     )
     validate_config(
         cfg,

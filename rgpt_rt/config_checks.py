@@ -176,6 +176,12 @@ def validate_config(
             f"{w['connector']}: the connector maps {c.in_features} -> {c.out_features} features but the vision "
             f"tower has {cfg.vision.hidden_size} and the LLM {cfg.llm.hidden_size}"
         )
+    if cfg.image_aspect_ratio not in ("pad", "resize"):
+        raise ConfigError(
+            f"{w['model']}: image_aspect_ratio {cfg.image_aspect_ratio!r} is not supported (expected 'pad' or 'resize')"
+        )
+    if not isinstance(cfg.enable_depth, bool):
+        raise ConfigError(f"{w['model']}: enable_depth must be true or false, got {cfg.enable_depth!r}")
     ctx = cfg.llm.max_position_embeddings
     if cfg.num_image_tokens + 1 >= ctx:
         raise ConfigError(

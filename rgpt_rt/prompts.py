@@ -4,7 +4,8 @@ Contract: build the prompt string from the template; split it at the image token
 placeholders; encode each text chunk with add_special_tokens=False; put BOS once at the start; splice the
 image embeddings at the image token and region embedding k at the k-th placeholder. Spliced positions are
 ids >= vocab_size that address the multimodal table [image embeds (T), region embeds (N)]:
-image token i -> vocab_size + i, region k -> vocab_size + T + k.
+image token i -> vocab_size + i, region k -> vocab_size + T + k, and (SpatialRGPT, with a depth map) the k-th
+`<depth>` -> vocab_size + T + N + k: the depth embedding of region k.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import PromptError
 
 REGION = "<region>"
 IMAGE = "<image>"
+DEPTH = "<depth>"  # SpatialRGPT: the k-th one is region k's depth embedding (a depth map must be given)
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,17 @@ def count_regions(text: str, region_token: str = REGION) -> int:
     return len(re.findall("|".join(re.escape(t) for t in tokens), text))
 
 
+def count_depth(text: str) -> int:
+    check_instruction(text)
+    return text.count(DEPTH)
+
+
+def with_depth(text: str, region_token: str = REGION) -> str:
+    """SpatialRGPT's prompts with depth: every region placeholder followed by ` <depth>` (`<mask> <depth>`)."""
+    tokens = sorted({REGION, region_token}, key=len, reverse=True)
+    return re.sub("(" + "|".join(re.escape(t) for t in tokens) + ")", r"\1 " + DEPTH, text)
+
+
 def check_turns(turns: list[tuple[str, str | None]]) -> None:
     """Every turn is an (instruction, answer) pair of strings; the last turn's answer is None (to be generated)."""
     if not isinstance(turns, (list, tuple)):
@@ -229,7 +242,7 @@ def build_prompt(turns: list[tuple[str, str | None]], template: str) -> str:
 
 def split_prompt(prompt: str, region_token: str = REGION) -> list[str]:
     """Split at the image token and region placeholders, keeping them as separate items."""
-    names = sorted({IMAGE, REGION, region_token}, key=len, reverse=True)
+    names = sorted({IMAGE, REGION, region_token, DEPTH}, key=len, reverse=True)
     return [p for p in re.split("(" + "|".join(re.escape(n) for n in names) + ")", prompt) if p]
 
 

@@ -10,6 +10,12 @@
     rt.describe_many(frame, masks)                 # one description per region
     rt.generate(...)                               # GenerationResult with token ids, finish reason, timings
     chat = rt.chat(frame, masks); chat.ask(...); chat.ask(...)
+    rt.ask(frame, "How far is <region> from <region>?", [m1, m2], depth=depth_map)   # SpatialRGPT with depth
+
+Every call that takes regions also takes `depth`: an [H, W] depth map of the frame (SpatialRGPT checkpoints,
+torch backend; see rgpt_rt/inputs/depth.py for what is accepted). With a depth map, an instruction that has no
+`<depth>` placeholder gets one after each region placeholder, as SpatialRGPT's prompts write it
+(`<mask> <depth>`); the k-th `<depth>` is the k-th region's depth. `<depth>` without a depth map is a PromptError.
 
 Generation options (keyword arguments of every call): max_new_tokens, temperature (0 = greedy, the
 default), top_k, top_p, repetition_penalty, stop, seed. One Runtime may be shared by threads: calls that
@@ -32,21 +38,24 @@ import numpy as np
 
 from . import decode_loop
 from .backends import Backend, open_backend
-from .errors import MaskError, PromptError
+from .errors import InputError, MaskError, PromptError
 from .generation import GenerationConfig, GenerationResult, Timings
-from .inputs import load_frame, preprocess_masks, to_masks
+from .inputs import depth_image, load_frame, preprocess_masks, to_masks
 from .inputs.regions import _is_box_tuple
 from .prompts import (
     COCO80,
+    DEPTH,
     TEMPLATES,
     category_instruction,
     check_turns,
+    count_depth,
     count_regions,
     match_category,
     parse_refer,
     prompt_parts,
     refer_instruction,
     task_instruction,
+    with_depth,
 )
 from .tokenizer import PromptTokenizer
 
@@ -75,7 +84,8 @@ class Visual:
     n_regions: int
     preprocess_ms: float
     vision_ms: float
-    row_keys: list = field(default_factory=list)  # content key of each table row (image i, region k)
+    row_keys: list = field(default_factory=list)  # content key of each table row (image i, region k, depth k)
+    n_depth: int = 0  # depth embeds after the regions (N with a depth map, else 0)
 
     def token_keys(self, ids: list[int], vocab: int) -> list:
         """What each token is: its id for text, its table row's content key for image and region tokens."""
@@ -128,13 +138,28 @@ class Runtime:
     # ---- the vision stage ---------------------------------------------------------------------------------
 
     def encode(
-        self, frame: Any, regions: Any = None, *, bgr: bool = False, allow_empty_masks: bool | None = None
+        self,
+        frame: Any,
+        regions: Any = None,
+        *,
+        bgr: bool = False,
+        allow_empty_masks: bool | None = None,
+        depth: Any = None,
     ) -> Visual:
-        """Load, preprocess and encode a frame and its regions once (reusable across prompts)."""
+        """Load, preprocess and encode a frame and its regions (and, with a depth map, the regions' depth) once,
+        reusable across prompts."""
         t0 = time.perf_counter()
         img = load_frame(frame, bgr=bgr)
         allow = self.allow_empty_masks if allow_empty_masks is None else allow_empty_masks
         masks = to_masks(regions, img.shape[:2], allow_empty=allow)
+        depth_img = None
+        if depth is not None:
+            if not self.cfg.enable_depth:
+                raise InputError(
+                    "a depth map was given but this checkpoint has no depth branch (its config does not enable "
+                    "depth, or it has no depth_projector): leave depth out"
+                )
+            depth_img = depth_image(depth, img.shape[:2])  # InputError for a wrong shape or bad values
         if len(masks) > MAX_REGIONS:
             raise MaskError(
                 f"{len(masks)} regions in one call; at most {MAX_REGIONS} are pooled together "
@@ -146,15 +171,22 @@ class Runtime:
         # cached); the masks are always new work.
         prep = self.backend.preprocess_frame  # on the backend's own device (the torch backend on CUDA)
         pixels = None if self.backend.has_frame(key) else prep(img, self.cfg.vision)
-        mask_px = preprocess_masks(masks, s)
+        mask_px = preprocess_masks(masks, s, mode=self.cfg.image_aspect_ratio)
+        depth_px = None if depth_img is None else prep(depth_img, self.cfg.vision)  # the frame's geometry
+        extra = {} if depth_px is None else {"depth": depth_px}
         t1 = time.perf_counter()
         with self._exclusive():
             if pixels is None and not self.backend.has_frame(key):  # evicted by another thread meanwhile
                 pixels = prep(img, self.cfg.vision)
-            table, n_image = self.backend.visual_embeds(pixels, mask_px, frame_key=key)
+            table, n_image = self.backend.visual_embeds(pixels, mask_px, frame_key=key, **extra)
         t2 = time.perf_counter()
         rows = [("image", key, i) for i in range(n_image)] + [("region", content_key(m)) for m in mask_px]
-        return Visual(table, n_image, len(masks), (t1 - t0) * 1e3, (t2 - t1) * 1e3, rows)
+        n_depth = 0
+        if depth_img is not None:
+            dkey = content_key(depth_img)
+            rows += [("depth", dkey, content_key(m)) for m in mask_px]
+            n_depth = len(mask_px)
+        return Visual(table, n_image, len(masks), (t1 - t0) * 1e3, (t2 - t1) * 1e3, rows, n_depth)
 
     # ---- the generation stage -----------------------------------------------------------------------------
 
@@ -173,15 +205,38 @@ class Runtime:
             finally:
                 self._owner = None
 
+    def _depth_turns(self, turns: list[tuple[str, str | None]], depth: bool) -> list[tuple[str, str | None]]:
+        """With a depth map, instructions without `<depth>` get one after each region placeholder (SpatialRGPT's
+        `<mask> <depth>`); without one, a `<depth>` placeholder is a PromptError."""
+        n = sum(count_depth(q) for q, _ in turns)
+        if not depth:
+            if n:
+                raise PromptError(
+                    f"the instruction has {n} {DEPTH} placeholder{'s' if n > 1 else ''} but no depth map was given: "
+                    "pass depth= (an [H, W] depth map of the frame; CLI: --depth FILE), or remove the placeholders"
+                )
+            return turns
+        if n:
+            return turns
+        return [(with_depth(q, self.cfg.region_token), a) for q, a in turns]
+
     def _prompt_ids(self, visual: Visual, turns: list[tuple[str, str | None]], region_rows: list[int]) -> list[int]:
+        turns = self._depth_turns(turns, visual.n_depth > 0)
         placeholders = sum(count_regions(q, self.cfg.region_token) for q, _ in turns)
         if placeholders != len(region_rows):
             raise PromptError(
                 f"the instruction has {placeholders} <region> placeholders but {len(region_rows)} "
                 "region masks were given; they must match"
             )
+        depths = sum(count_depth(q) for q, _ in turns)
+        if depths > len(region_rows):
+            raise PromptError(
+                f"the instruction has {depths} {DEPTH} placeholders but only {len(region_rows)} regions: the k-th "
+                f"{DEPTH} is the depth of the k-th region"
+            )
         prompt = prompt_parts(turns, self.cfg.conv_template)  # earlier answers are never parsed for placeholders
-        ids = self.tokenizer.encode_prompt(prompt, visual.n_image, region_rows)
+        depth_rows = [visual.n_regions + r for r in region_rows] if visual.n_depth else []
+        ids = self.tokenizer.encode_prompt(prompt, visual.n_image, region_rows, depth_rows)
         ctx = self.cfg.llm.max_position_embeddings
         if len(ids) >= ctx:
             raise PromptError(
@@ -220,17 +275,20 @@ class Runtime:
         bgr: bool = False,
         allow_empty_masks: bool | None = None,
         return_first_logits: bool = False,
+        depth: Any = None,
         **generation,
     ) -> GenerationResult:
         """Answer `instruction` (with `<region>` placeholders for `masks`, in order) about `frame`.
 
         history: earlier (instruction, answer) turns of the same conversation; their placeholders take the
-        first masks, in order, and this turn's the rest.
+        first masks, in order, and this turn's the rest. depth: an [H, W] depth map of the frame for `<depth>`
+        placeholders (SpatialRGPT; see the module docstring).
         """
         gen = GenerationConfig.from_kwargs(**generation)
         turns = [*history, (instruction, None)] if isinstance(history, (list, tuple)) else history
         check_turns(turns)  # before the vision stage: a bad instruction costs nothing
-        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
+        self._depth_turns(turns, depth is not None)
+        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks, depth=depth)
         return self._generate(visual, turns, list(range(visual.n_regions)), gen, return_first_logits)
 
     def ask(self, frame: Any, instruction: str, masks: Any = None, **kwargs) -> str:
@@ -244,12 +302,14 @@ class Runtime:
         *,
         bgr: bool = False,
         allow_empty_masks: bool | None = None,
+        depth: Any = None,
         **generation,
     ) -> Iterator[str]:
         """Iterator of text pieces; their concatenation equals `ask(...)` with the same arguments."""
         gen = GenerationConfig.from_kwargs(**generation)
         check_turns([(instruction, None)])
-        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
+        self._depth_turns([(instruction, None)], depth is not None)
+        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks, depth=depth)
         ids = self._prompt_ids(visual, [(instruction, None)], list(range(visual.n_regions)))
         return (piece for _, piece in self._decode(visual, [ids], gen, []))
 
@@ -277,6 +337,7 @@ class Runtime:
         allow_empty_masks: bool | None = None,
         batch: bool = True,
         batch_size: int = DESCRIBE_BATCH,
+        depth: Any = None,
         **generation,
     ) -> list[str]:
         """One description per region; the frame is encoded once for all of them. With batch (the default)
@@ -301,7 +362,7 @@ class Runtime:
                     f"region {', '.join(map(str, empty))} (0-based) is empty: its mask has no pixel inside the "
                     "frame. Pass allow_empty_masks=True to describe an empty region anyway (it pools to zeros)"
                 )
-            visual = self.encode(img, stack, allow_empty_masks=True)  # the frame is cached where possible
+            visual = self.encode(img, stack, allow_empty_masks=True, depth=depth)  # the frame is cached where possible
             ids = [self._prompt_ids(visual, turns, [k]) for k in range(visual.n_regions)]
             results: list[GenerationResult] = []
             for _ in self._decode(visual, ids, gen, results):
@@ -344,6 +405,7 @@ class Runtime:
         end: bool = True,
         bgr: bool = False,
         allow_empty_masks: bool | None = None,
+        depth: Any = None,
     ) -> list[float]:
         """Log-likelihood of each candidate answer to `instruction` (sum over its tokens, as the template writes
         an answer; with `end`, the end-of-answer token too, so "car" does not also score "car seat"). The
@@ -353,7 +415,8 @@ class Runtime:
             raise TypeError("candidates must be a non-empty list of answer strings")
         if not all(isinstance(c, str) and c for c in candidates):
             raise TypeError("every candidate must be a non-empty string")
-        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks)
+        self._depth_turns([(instruction, None)], depth is not None)
+        visual = self.encode(frame, masks, bgr=bgr, allow_empty_masks=allow_empty_masks, depth=depth)
         prompt = self._prompt_ids(visual, [(instruction, None)], list(range(visual.n_regions)))
         template = TEMPLATES[self.cfg.conv_template]
         stop = self.tokenizer.tok.token_to_id(template.stop) if end else None
@@ -371,10 +434,10 @@ class Runtime:
                 scores += decode_loop.score(self.backend, visual.table, prompt, keys, rows[lo : lo + DESCRIBE_BATCH])
         return scores
 
-    def chat(self, frame: Any, masks: Any = None, *, bgr: bool = False) -> Chat:
+    def chat(self, frame: Any, masks: Any = None, *, bgr: bool = False, depth: Any = None) -> Chat:
         from .chat import Chat
 
-        return Chat(self, frame, masks, bgr=bgr)
+        return Chat(self, frame, masks, bgr=bgr, depth=depth)
 
 
 def _region_list(masks: Any) -> list:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import ModelConfig, read_json
 from .errors import ConfigError, PromptError
-from .prompts import IMAGE, TEMPLATES, split_prompt
+from .prompts import DEPTH, IMAGE, TEMPLATES, split_prompt
 
 
 def find_tokenizer_dir(path: Path) -> Path:
@@ -90,13 +90,20 @@ class PromptTokenizer:
     def encode_text(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
 
-    def encode_prompt(self, prompt: str | list[tuple[str, bool]], n_image: int, region_rows: list[int]) -> list[int]:
+    def encode_prompt(
+        self,
+        prompt: str | list[tuple[str, bool]],
+        n_image: int,
+        region_rows: list[int],
+        depth_rows: list[int] = (),
+    ) -> list[int]:
         """Prompt (a string, or prompt_parts' (text, markup) pieces) -> ids with BOS; the image token becomes
-        V..V+n_image-1 and placeholder k becomes V + n_image + region_rows[k]. Only markup is split at the image
-        token and placeholders; plain pieces (earlier answers) are encoded as text whatever they contain."""
+        V..V+n_image-1, placeholder k becomes V + n_image + region_rows[k] and the k-th `<depth>` V + n_image +
+        depth_rows[k]. Only markup is split at the image token and placeholders; plain pieces (earlier answers)
+        are encoded as text whatever they contain."""
         v = self.vocab_size
         ids = [self.bos_id]
-        k = 0
+        k = d = 0
         seen_image = False
         chunks: list[tuple[str, bool]] = []  # (text, is a placeholder)
         for text, markup in [(prompt, True)] if isinstance(prompt, str) else prompt:
@@ -104,7 +111,7 @@ class PromptTokenizer:
                 chunks.append((text, False))
                 continue
             for chunk in split_prompt(text, self.cfg.region_token):
-                chunks.append((chunk, chunk in (IMAGE, "<region>", self.cfg.region_token)))
+                chunks.append((chunk, chunk in (IMAGE, "<region>", self.cfg.region_token, DEPTH)))
         text = ""
         for chunk, special in chunks + [("", True)]:
             if not special:
@@ -118,6 +125,14 @@ class PromptTokenizer:
                     raise PromptError("the instruction must not contain <image>: the template places the image once")
                 seen_image = True
                 ids.extend(range(v, v + n_image))
+            elif chunk == DEPTH:
+                if d >= len(depth_rows):
+                    raise PromptError(
+                        f"the prompt has more <depth> placeholders than depth embeddings ({len(depth_rows)}): each "
+                        "<depth> stands for one region's depth, and needs a depth map"
+                    )
+                ids.append(v + n_image + depth_rows[d])
+                d += 1
             elif chunk:
                 if k >= len(region_rows):
                     raise PromptError(f"the prompt has more <region> placeholders than regions ({len(region_rows)})")

@@ -149,6 +149,8 @@ def test_unexpected_tensor_is_named_and_all_problems_come_together(tiny_llava, t
 
 def test_known_unused_tensors_are_accepted(tiny_vila, tmp_path):
     path = _copy(tiny_vila, tmp_path / "ck")
+    top = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**top, "enable_depth": False}))  # depth_projector goes unused
     _edit(
         path / "region_extractor" / "model.safetensors",
         lambda t: t.update({"depth_projector.weight": torch.zeros(64, 64)}),

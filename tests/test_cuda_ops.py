@@ -100,6 +100,23 @@ def test_preprocess_cuda_equals_cpu(hw):
     )
 
 
+@pytest.mark.parametrize("hw,s", [((360, 640), 384), ((640, 360), 384), ((170, 128), 103), ((23, 17), 70)])
+def test_preprocess_resize_cuda_equals_cpu(hw, s):
+    """image_aspect_ratio "resize": the stretch (both pass orders) and the nearest-neighbour masks, bit-exact."""
+    frame = torch.randint(0, 256, (*hw, 3), dtype=torch.uint8)
+    cpu = preprocess_frame(frame, s, CLIP_MEAN, CLIP_STD, mode="resize")
+    gpu = preprocess_frame(frame.cuda(), s, CLIP_MEAN, CLIP_STD, mode="resize")
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+    masks = torch.rand(3, *hw)
+    masks[0] = (masks[0] > 0.5).float()
+    torch.testing.assert_close(
+        preprocess_masks(masks.cuda(), s, mode="resize").cpu(),
+        preprocess_masks(masks, s, mode="resize"),
+        rtol=0,
+        atol=0,
+    )
+
+
 def test_region_pool_captures_in_a_cuda_graph():
     fmap = torch.randn(32, 24, 24, device="cuda", dtype=torch.float16)
     masks = torch.rand(4, 96, 96, device="cuda")

@@ -19,11 +19,12 @@ inline void bind_preprocess_frame(pybind11::module_& m) {
   m.def(
       "preprocess_frame",
       [](const Tensor& frame, const Tensor& out, bool bgr, std::array<int, 3> fill, std::array<float, 3> mean,
-         std::array<float, 3> std, RGPT_EXEC_PARAMS) {
+         std::array<float, 3> std, bool resize, RGPT_EXEC_PARAMS) {
         PreprocessFrameArgs a;
         a.frame = input(frame, "frame");
         a.out = output(out, "output");
         a.bgr = bgr ? 1 : 0;
+        a.resize = resize ? 1 : 0;
         for (int c = 0; c < 3; ++c) {
           a.fill[c] = fill[c];
           a.mean[c] = mean[c];
@@ -39,13 +40,16 @@ inline void bind_preprocess_frame(pybind11::module_& m) {
         });
       },
       py::arg("frame"), py::arg("out"), py::arg("bgr"), py::arg("fill"), py::arg("mean"), py::arg("std"),
-      RGPT_EXEC_ARGS, "Pad to square, Pillow-exact bicubic resize, normalise (kernels/preprocess_frame.h).");
+      py::arg("resize") = false, RGPT_EXEC_ARGS,
+      "Pad to square (or stretch, resize=True), Pillow-exact bicubic resize, normalise "
+      "(kernels/preprocess_frame.h).");
   m.def(
       "preprocess_masks",
-      [](const Tensor& masks, const Tensor& out, RGPT_EXEC_PARAMS) {
+      [](const Tensor& masks, const Tensor& out, bool resize, RGPT_EXEC_PARAMS) {
         PreprocessMasksArgs a;
         a.masks = input(masks, "masks");
         a.out = output(out, "output");
+        a.resize = resize ? 1 : 0;
         [[maybe_unused]] const Exec e = RGPT_EXEC;
         a.threads = e.threads;
         check_preprocess_masks(a);
@@ -55,8 +59,8 @@ inline void bind_preprocess_frame(pybind11::module_& m) {
               preprocess_masks_cuda(a, as_ptr(e.workspace), e.workspace_bytes, as_ptr(e.stream), err));
         });
       },
-      py::arg("masks"), py::arg("out"), RGPT_EXEC_ARGS,
-      "Pad to square and Pillow-exact bilinear resize of masks.");
+      py::arg("masks"), py::arg("out"), py::arg("resize") = false, RGPT_EXEC_ARGS,
+      "Pad to square and Pillow-exact bilinear resize of masks (resize=True: OpenCV nearest-neighbour stretch).");
 }
 
 }  // namespace rgpt

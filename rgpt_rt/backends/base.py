@@ -4,8 +4,10 @@
 A backend owns the model weights and a KV cache of `batch` rows (reserve); the runtime serialises calls.
   preprocess_frame(frame uint8 [H, W, 3], vision) -> pixels [3, S, S] in the backend's own memory
   has_frame(key) -> whether the backend holds frame `key` (then visual_embeds may be given pixels=None)
-  visual_embeds(pixels | None, masks [N, S, S] f32, frame_key) -> (table, T): a backend-native table of
-      multimodal embeddings [T + N, D] (image embeds first, then region embeds) and T
+  visual_embeds(pixels | None, masks [N, S, S] f32, frame_key, depth=None) -> (table, T): a backend-native table
+      of multimodal embeddings [T + N, D] (image embeds first, then region embeds) and T; with `depth` (the
+      depth image's pixels [3, S, S], preprocessed like the frame) N depth embeds follow: [T + 2N, D]. A backend
+      without a depth path raises InputError naming itself.
   reserve(max_len, batch) makes room for max_len positions in `batch` rows before a prefill
   sampler(gen, rows) -> a token picker for `rows` sequences that runs where the logits are
   prefill(prefix, start, suffixes, table, sampler, want_logits) -> (tokens [B], first logits [B, V] | None)
@@ -78,7 +80,9 @@ class Backend(Protocol):
 
     def has_frame(self, key: str | None) -> bool: ...
 
-    def visual_embeds(self, pixels: Any | None, masks: np.ndarray, frame_key: str | None = None) -> tuple[Any, int]: ...
+    def visual_embeds(
+        self, pixels: Any | None, masks: np.ndarray, frame_key: str | None = None, depth: Any | None = None
+    ) -> tuple[Any, int]: ...
 
     def reserve(self, max_len: int, batch: int = 1) -> None: ...
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..engine import read_manifest
 from ..engine.manifest import REBUILD
-from ..errors import EngineError
+from ..errors import EngineError, InputError
 from ..inputs import preprocess_frame
 from ..ops import region_pool
 from ..sampling import HostSampler
@@ -60,12 +60,19 @@ class OnnxBackend:
         self.kv_prefix = KVPrefix()
 
     def preprocess_frame(self, frame: np.ndarray, vision) -> np.ndarray:
-        return preprocess_frame(frame, vision)
+        return preprocess_frame(frame, vision, mode=self.cfg.image_aspect_ratio)
 
     def has_frame(self, key: str | None) -> bool:
         return False  # no per-frame cache in this backend yet
 
-    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None) -> tuple[Any, int]:
+    def visual_embeds(
+        self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None, depth: np.ndarray | None = None
+    ) -> tuple[Any, int]:
+        if depth is not None:
+            raise InputError(
+                "depth maps are not supported by the onnx backend yet (its engine directory has no depth graph); "
+                "run SpatialRGPT with depth on the torch backend: Runtime.from_pretrained(checkpoint, backend='torch')"
+            )
         refined = self.vision.run(None, {"pixels": pixels[None].astype(self.float)})[0][0]  # [C, H, W]
         image_feats, region_feats = region_pool(
             np.ascontiguousarray(refined), masks, self.cfg.region.image_grid, self.cfg.region.mask_eps

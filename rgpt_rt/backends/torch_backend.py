@@ -86,19 +86,22 @@ class TorchBackend:
         floats and shrink about 20x in the resize, so uploading them first would cost more than it saves.)"""
         from ..inputs import preprocess_frame as host
 
+        mode = self.cfg.image_aspect_ratio
         if not self.device.startswith("cuda"):
-            return host(frame, vision)
+            return host(frame, vision, mode=mode)
         from ..ops import preprocess_frame as op
 
         t = self.torch
         with t.inference_mode():
             f = t.from_numpy(np.ascontiguousarray(frame)).to(self.device)
-            return op(f, vision.image_size, vision.image_mean, vision.image_std)
+            return op(f, vision.image_size, vision.image_mean, vision.image_std, mode=mode)
 
     def has_frame(self, key: str | None) -> bool:
         return key is not None and key in self.frames
 
-    def visual_embeds(self, pixels: np.ndarray | None, masks: np.ndarray, frame_key: str | None = None):
+    def visual_embeds(self, pixels: np.ndarray | None, masks: np.ndarray, frame_key: str | None = None, depth=None):
+        """The table [T + N (+ N), D]: image embeds, region embeds, and with a depth image (its pixels, from
+        preprocess_frame) the regions' depth embeds."""
         t = self.torch
         with t.inference_mode():
             hit = self.frames.get(frame_key) if frame_key is not None else None
@@ -117,7 +120,12 @@ class TorchBackend:
                     self.frames.put(frame_key, (refined, image), nbytes)
             else:
                 regions = self.model.connect_regions(reg_feats)
-            return t.cat([image, regions]), image.shape[0]
+            parts = [image, regions]
+            if depth is not None:
+                dpx = depth if isinstance(depth, t.Tensor) else t.from_numpy(depth)
+                mask_t = t.from_numpy(masks).to(self.device)
+                parts.append(self.model.depth_embeds(dpx.to(self.device, self.dtype), mask_t).to(image.dtype))
+            return t.cat(parts), image.shape[0]
 
     # ---- decoder ----------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import read_manifest
+from ..errors import InputError
 from ..inputs import preprocess_frame
 from ..ops import DeviceTensor, region_pool_device, region_pool_workspace_bytes
 from ..sampling import HostSampler
@@ -137,12 +138,19 @@ class TrtBackend:
     # ---- backend contract ----------------------------------------------------------------------------------
 
     def preprocess_frame(self, frame: np.ndarray, vision) -> np.ndarray:
-        return preprocess_frame(frame, vision)
+        return preprocess_frame(frame, vision, mode=self.cfg.image_aspect_ratio)
 
     def has_frame(self, key: str | None) -> bool:
         return False  # no per-frame cache in this backend yet
 
-    def visual_embeds(self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None) -> tuple[Any, int]:
+    def visual_embeds(
+        self, pixels: np.ndarray, masks: np.ndarray, frame_key: str | None = None, depth: np.ndarray | None = None
+    ) -> tuple[Any, int]:
+        if depth is not None:
+            raise InputError(
+                "depth maps are not supported by the trt backend yet (its engine directory has no depth graph); "
+                "run SpatialRGPT with depth on the torch backend: Runtime.from_pretrained(checkpoint, backend='torch')"
+            )
         cfg = self.cfg
         n = masks.shape[0]
         if n > self.max_regions:

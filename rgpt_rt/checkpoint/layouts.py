@@ -33,6 +33,8 @@ def routes(cfg: ModelConfig) -> list[Route]:
         ]
         if linear_regions:
             table.append(Route("region_connector.", "", "model.region_extractor.rgb_projector."))
+        if cfg.enable_depth:
+            table.append(Route("depth_projector.", "", "model.region_extractor.depth_projector."))
         return table
     table = [
         Route("llm.", "llm", ""),
@@ -43,6 +45,8 @@ def routes(cfg: ModelConfig) -> list[Route]:
     ]
     if linear_regions:
         table.append(Route("region_connector.", "region_extractor", "rgb_projector."))
+    if cfg.enable_depth:  # SpatialRGPT's RegionExtractor.depth_projector: Linear(mm_hidden_size, hidden_size)
+        table.append(Route("depth_projector.", "region_extractor", "depth_projector."))
     return table
 
 
@@ -51,21 +55,22 @@ def groups(cfg: ModelConfig) -> list[str]:
 
 
 # Tensors a checkpoint may carry that this runtime knows and does not use: the vision tower's final norm
-# and pooling head (features come from an inner layer), SpatialRGPT's depth connector (depth input is out
-# of scope), position-id buffers and rotary caches written by older transformers.
+# and pooling head (features come from an inner layer), position-id buffers and rotary caches written by older
+# transformers, and SpatialRGPT's depth connector when the config does not enable depth (enable_depth false).
 _IGNORED = [
     r"(^|\.)vision_model\.post_layernorm\.",
     r"(^|\.)vision_model\.head\.",
     r"^(model\.vision_tower\.vision_tower\.)?(post_layernorm|head)\.",  # the same without `vision_model.`
     r"(^|\.)position_ids$",
     r"rotary_emb\.inv_freq$",
-    r"^depth_projector\.",
-    r"^model\.region_extractor\.depth_projector\.",
 ]
+_DEPTH = [r"^depth_projector\.", r"^model\.region_extractor\.depth_projector\."]
 
 
 def is_ignored(group: str, name: str, cfg: ModelConfig) -> bool:
     if cfg.llm.tie_word_embeddings and name == "lm_head.weight" and group in ("", "llm"):
+        return True
+    if not cfg.enable_depth and any(re.search(p, name) for p in _DEPTH):
         return True
     return any(re.search(p, name) for p in _IGNORED)
 
@@ -156,42 +161,79 @@ def llava_config_json(cfg: ModelConfig) -> dict[str, Any]:
             "conv_template": cfg.conv_template,
             "image_token": cfg.image_token,
             "region_token": cfg.region_token,
+            **({"enable_depth": True} if cfg.enable_depth else {}),
         }
     )
     return d
 
 
 def vila_config_jsons(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
-    """{relative path: config dict} for the vila layout: the top config and one per sub-directory."""
+    """{relative path: config dict} for the vila layout, as SpatialRGPT's releases write them (VILA's
+    save_pretrained): each sub-directory's own config, and a top config that embeds all four plus the training
+    flags. The top config names no chat template or placeholder tokens (readers infer llama_3 from the LLM's
+    tokenizer and use `<image>` / `<mask>`); the region extractor's config holds only its type."""
+    llm = {"_name_or_path": "./llm", **hf_llama_config(cfg.llm)}
+    vision = {"_name_or_path": "./vision_tower", "architectures": [_VISION_ARCH[cfg.vision.model_type]]}
+    vision.update({k: v for k, v in hf_vision_config(cfg.vision).items() if k not in ("image_mean", "image_std")})
+    vision.pop("vision_use_head", None)  # the released tower keeps SigLIP's pooling head (unused here)
+    projector = {
+        "_name_or_path": "./mm_projector",
+        "architectures": ["MultimodalProjector"],
+        "model_type": "v2l_projector",
+        "mm_projector_type": cfg.connector.type,
+        "torch_dtype": "float32",
+    }
+    region = {
+        "_name_or_path": "./region_extractor",
+        "architectures": ["RegionExtractor"],
+        "model_type": "region_extractor",
+        "region_extractor_type": "regiongpt",
+        "torch_dtype": "float32",
+    }
+    if cfg.region.refine_depth != 2 or cfg.region.image_grid != cfg.vision.grid:  # SpatialRGPT's fixed choices
+        region.update(refine=_refine_name(cfg.region.refine_depth), image_grid=cfg.region.image_grid)
     top = {
         "architectures": ["LlavaLlamaModel"],
         "model_type": "llava_llama",
-        "llm_cfg": {"_name_or_path": "./llm"},
-        "vision_tower_cfg": {"_name_or_path": "./vision_tower"},
-        "mm_projector_cfg": {"_name_or_path": "./mm_projector"},
-        "region_extractor_cfg": {"_name_or_path": "./region_extractor"},
+        "llm_cfg": llm,
+        "vision_tower_cfg": vision,
+        "mm_projector_cfg": projector,
+        "region_extractor_cfg": region,
         "mm_vision_select_layer": cfg.vision.select_layer,
         "mm_vision_select_feature": "cls_patch",
         "mm_hidden_size": cfg.vision.hidden_size,
         "hidden_size": cfg.llm.hidden_size,
         "image_aspect_ratio": cfg.image_aspect_ratio,
+        "interpolate_mode": "linear",
         "enable_region": True,
-        "conv_template": cfg.conv_template,
-        "image_token": cfg.image_token,
-        "region_token": cfg.region_token,
+        "enable_depth": cfg.enable_depth,
+        "mm_use_im_start_end": False,
+        "mm_use_im_patch_token": False,
+        "num_video_frames": 8,
+        "s2": False,
+        "s2_max_split_size": 336,
+        "s2_scales": "336,672,1008",
+        "tune_language_model": True,
+        "tune_mm_projector": True,
+        "tune_region_extractor": True,
+        "tune_vision_tower": True,
+        "model_dtype": "torch.float32",
+        "torch_dtype": "float32",
     }
+    if cfg.conv_template != "llama_3":  # the releases' own (inferred from the tokenizer); anything else is written
+        top["conv_template"] = cfg.conv_template
+    if cfg.image_token != "<image>" or cfg.region_token != "<mask>":
+        top.update(image_token=cfg.image_token, region_token=cfg.region_token)
     return {
         "config.json": top,
-        "llm/config.json": hf_llama_config(cfg.llm),
-        "vision_tower/config.json": hf_vision_config(cfg.vision),
-        "mm_projector/config.json": {"model_type": "v2l_projector", "mm_projector_type": cfg.connector.type},
-        "region_extractor/config.json": {
-            "model_type": "region_extractor",
-            "region_extractor_type": "regiongpt",
-            "refine": _refine_name(cfg.region.refine_depth),
-            "image_grid": cfg.region.image_grid,
-        },
+        "llm/config.json": llm,
+        "vision_tower/config.json": vision,
+        "mm_projector/config.json": projector,
+        "region_extractor/config.json": region,
     }
+
+
+_VISION_ARCH = {"siglip_vision_model": "SiglipVisionModel", "clip_vision_model": "CLIPVisionModel"}
 
 
 def _refine_name(depth: int) -> str:

@@ -18,6 +18,20 @@ def _write_json(path: Path, d: dict) -> None:
     path.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
 
 
+def shard_plan(sizes: list[tuple[str, int]], max_shard_bytes: int) -> list[list[str]]:
+    """Tensor names (in order, with their byte sizes) -> shards: a new shard starts where the next tensor would
+    take the current one past max_shard_bytes."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for n, nbytes in sizes:
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(n)
+        size += nbytes
+    return shards
+
+
 def _save_group(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int | None) -> None:
     from safetensors.torch import save_file
 
@@ -26,15 +40,7 @@ def _save_group(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes:
     if not max_shard_bytes:
         save_file({n: tensors[n] for n in names}, str(folder / "model.safetensors"), metadata={"format": "pt"})
         return
-    shards: list[list[str]] = [[]]
-    size = 0
-    for n in names:
-        nbytes = tensors[n].numel() * tensors[n].element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(n)
-        size += nbytes
+    shards = shard_plan([(n, tensors[n].numel() * tensors[n].element_size()) for n in names], max_shard_bytes)
     weight_map = {}
     for i, shard in enumerate(shards):
         fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
@@ -45,9 +51,14 @@ def _save_group(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes:
 
 
 def save_checkpoint(
-    model: RegionGPT, path: str | Path, max_shard_bytes: int | None = None, dtype: torch.dtype | None = None
+    model: RegionGPT,
+    path: str | Path,
+    max_shard_bytes: int | dict[str, int] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
-    """Write `model` in its config's layout under `path` (weights and configs; tokenizer files are separate)."""
+    """Write `model` in its config's layout under `path` (weights and configs; tokenizer files are separate).
+    max_shard_bytes: shard every file group at this size, or {group: size} to shard only those groups (vila:
+    {"llm": n} shards llm/ alone, as SpatialRGPT's releases are)."""
     path = Path(path)
     cfg: ModelConfig = model.cfg
     table = routes(cfg)
@@ -59,7 +70,8 @@ def save_checkpoint(
             t = t.to(dtype)
         per_group.setdefault(group, {})[name] = t.contiguous().clone()
     for group, tensors in per_group.items():
-        _save_group(path / group if group else path, tensors, max_shard_bytes)
+        limit = max_shard_bytes.get(group) if isinstance(max_shard_bytes, dict) else max_shard_bytes
+        _save_group(path / group if group else path, tensors, limit)
     if cfg.layout == "llava":
         _write_json(path / "config.json", llava_config_json(cfg))
     else:

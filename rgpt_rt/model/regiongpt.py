@@ -6,6 +6,9 @@ Data flow and shapes (DESIGN.md section 1; reference sizes in brackets):
   region_pool(map, masks [N, S, S]) -> image features [G*G, C], region features [N, C]
   image connector                 -> image embeds [T, D]  (T = G*G, or ceil(G/2)^2 for mlp_downsample)
   region connector (shared or own) -> region embeds [N, D]
+SpatialRGPT's depth branch (cfg.enable_depth): a depth image [3, S, S] (the depth map as an 8-bit image,
+preprocessed like the frame) goes through the same vision tower; its unrefined patch features [C, g, g] are
+mask-pooled with the same masks and projected by `depth_projector` (Linear(C, D)) -> depth embeds [N, D].
 The decoder reads token embeddings in which ids >= vocab_size address a table of multimodal embeddings
 (image embeds, then region embeds): the same contract the exported decoder graph has.
 """
@@ -32,6 +35,7 @@ class RegionGPT(nn.Module):
         self.refiner = FeatureRefiner(c, cfg.region)
         self.image_connector = build_image_connector(cfg.connector)
         self.region_connector = nn.Linear(c, d) if cfg.region.region_connector == "linear" else None
+        self.depth_projector = nn.Linear(c, d) if cfg.enable_depth else None
         self.llm = Llama(cfg.llm)
         self.native_ops = True  # region_pool through rgpt_rt.ops (C++/CUDA); False: the torch reference
 
@@ -60,6 +64,23 @@ class RegionGPT(nn.Module):
         if region_feats.shape[0] == 0:
             return region_feats.new_zeros(0, self.cfg.llm.hidden_size)
         return proj(region_feats[None])[0]
+
+    def depth_embeds(self, depth_pixels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """depth image [3, S, S], masks [N, S, S] -> depth embeds [N, D]: the tower's patch features of the depth
+        image, mask-pooled on the tower's own g x g grid (no refinement), through depth_projector."""
+        if self.depth_projector is None:
+            raise ValueError("this model has no depth branch (its config does not enable depth)")
+        feats = self.vision(depth_pixels[None])[0]  # [C, g, g]
+        if masks.shape[0] == 0:
+            return feats.new_zeros(0, self.cfg.llm.hidden_size)
+        g = self.cfg.vision.grid
+        if self.native_ops:
+            from ..ops import region_pool
+
+            _, pooled = region_pool(feats, masks, g, self.cfg.region.mask_eps)
+        else:
+            _, pooled = region_pool_reference(feats, masks, g, self.cfg.region.mask_eps)
+        return self.depth_projector(pooled)
 
     def visual_embeds(self, pixels: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels [3, S, S], masks [N, S, S] -> image embeds [T, D], region embeds [N, D]."""

@@ -140,7 +140,14 @@ def register() -> None:
 
     @torch.library.custom_op("rgpt::preprocess_frame", mutates_args=())
     def preprocess_frame(
-        frame: torch.Tensor, size: int, mean: list[float], std: list[float], fill: list[int], bgr: bool, out_dtype: str
+        frame: torch.Tensor,
+        size: int,
+        mean: list[float],
+        std: list[float],
+        fill: list[int],
+        bgr: bool,
+        out_dtype: str,
+        resize: bool = False,
     ) -> torch.Tensor:
         _code(frame, "frame", ("u8",))
         if out_dtype not in ("f32", "f16"):
@@ -148,27 +155,27 @@ def register() -> None:
         dtype = torch.float32 if out_dtype == "f32" else torch.float16
         out = torch.empty(3, size, size, dtype=dtype, device=frame.device)
         side = max(frame.shape[0], frame.shape[1]) if frame.dim() == 3 else 1
-        _run("preprocess_frame", frame.device, frame, out, bgr, fill, mean, std, work=side * size * 3,
+        _run("preprocess_frame", frame.device, frame, out, bgr, fill, mean, std, resize, work=side * size * 3,
              workspace=("preprocess_workspace_bytes", (side, size)))  # fmt: skip
         return out
 
     @preprocess_frame.register_fake
-    def _(frame, size, mean, std, fill, bgr, out_dtype):
+    def _(frame, size, mean, std, fill, bgr, out_dtype, resize=False):
         return frame.new_empty(3, size, size, dtype=torch.float32 if out_dtype == "f32" else torch.float16)
 
     @torch.library.custom_op("rgpt::preprocess_masks", mutates_args=())
-    def preprocess_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    def preprocess_masks(masks: torch.Tensor, size: int, resize: bool = False) -> torch.Tensor:
         m = masks.float()
         if m.dim() != 3:
             raise ValueError(f"masks must be [N, H, W], got shape {tuple(m.shape)}")
         out = torch.empty(m.shape[0], size, size, dtype=torch.float32, device=m.device)
         side = max(m.shape[1], m.shape[2])
-        _run("preprocess_masks", m.device, m, out, work=m.numel(),
+        _run("preprocess_masks", m.device, m, out, resize, work=m.numel(),
              workspace=("preprocess_workspace_bytes", (side, size)))  # fmt: skip
         return out
 
     @preprocess_masks.register_fake
-    def _(masks, size):
+    def _(masks, size, resize=False):
         return masks.new_empty(masks.shape[0], size, size, dtype=torch.float32)
 
     @torch.library.custom_op("rgpt::rms_norm", mutates_args=())

@@ -1,4 +1,14 @@
-"""Tiny seeded RegionGPT checkpoints for tests and the demo: nothing is downloaded, same seed = same bytes."""
+"""Tiny seeded RegionGPT checkpoints for tests and the demo: nothing is downloaded, same seed = same bytes.
+
+The vila layout mirrors SpatialRGPT's release (a8cheng/SpatialRGPT-VILA1.5-8B) file for file, shrunk: a top
+config.json embedding the four sub-configs (`image_aspect_ratio: "resize"`, `enable_depth: true`, no chat
+template or placeholder tokens), llm/ with its weights in `model-0000k-of-0000n.safetensors` shards and their
+`model.safetensors.index.json`, generation_config.json with both Llama-3 end ids (`<|end_of_text|>`,
+`<|eot_id|>`), tokenizer.json / tokenizer_config.json / special_tokens_map.json (with SpatialRGPT's `<mask>` and
+`<depth>`); vision_tower/ with config.json, preprocessor_config.json and a SigLIP tower that keeps its final
+norm and pooling head (unused by SpatialRGPT, ignored by the loader); mm_projector/; region_extractor/ whose
+config holds only its type and whose weights hold the refinement, `rgb_projector` and `depth_projector`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +31,9 @@ from ..config import (
 from .tokenizer import LLAVA_SPECIALS, VILA_SPECIALS, train_tokenizer, write_tokenizer
 
 TINY_VOCAB = 512
+# SpatialRGPT's tokenizer: Llama-3's control tokens plus `<mask>` and `<depth>` (added by its builder).
+SPATIALRGPT_SPECIALS = VILA_SPECIALS + ["<depth>"]
+VILA_LLM_SHARDS = 4  # the release's llm/ is four shards
 
 
 def tiny_config(layout: str = "llava") -> ModelConfig:
@@ -110,6 +123,8 @@ def tiny_config(layout: str = "llava") -> ModelConfig:
             llm=llm,
             conv_template="llama_3",
             region_token="<mask>",
+            image_aspect_ratio="resize",
+            enable_depth=True,
         )
     raise ValueError(f"unknown layout '{layout}' (expected 'llava' or 'vila')")
 
@@ -151,30 +166,112 @@ def make_tiny_checkpoint(
     """Write a tiny random RegionGPT checkpoint in `layout` ("llava" or "vila") with its tokenizer.
 
     Seeded random weights (fp32 safetensors), a byte-level BPE tokenizer trained here on the corpus
-    shipped with the package, and config files as the layout prescribes. The same seed gives
-    byte-identical files. Returns the checkpoint directory.
+    shipped with the package, and config files as the layout prescribes (vila: SpatialRGPT's release, see the
+    module docstring; only its llm/ is sharded, in four shards as the release's, or at max_shard_bytes). The same
+    seed gives byte-identical files. Returns the checkpoint directory.
     """
     from ..checkpoint.writer import save_checkpoint
 
     path = Path(path)
     model = make_tiny_model(layout, seed)
-    save_checkpoint(model, path, max_shard_bytes=max_shard_bytes)
     if layout == "llava":
+        save_checkpoint(model, path, max_shard_bytes=max_shard_bytes)
         tok = train_tokenizer(LLAVA_SPECIALS, TINY_VOCAB)
         write_tokenizer(path, tok, bos="<s>", eos="</s>", extra_specials=["<image>", "<region>"])
-    else:
-        tok = train_tokenizer(VILA_SPECIALS, TINY_VOCAB)
-        write_tokenizer(
-            path / "llm",
-            tok,
-            bos="<|begin_of_text|>",
-            eos="<|eot_id|>",
-            extra_specials=[
-                "<image>",
-                "<mask>",
-                "<|start_header_id|>",
-                "<|end_header_id|>",
-                "<|end_of_text|>",
-            ],
-        )
+        return path
+    # Only llm/ is sharded in the release (max_shard_bytes, when given, sets its shard size).
+    limit = _limit_for_shards(model, VILA_LLM_SHARDS) if max_shard_bytes is None else max_shard_bytes
+    save_checkpoint(model, path, max_shard_bytes={"llm": limit})
+    _write_release_extras(path, model, seed)
+    tok = train_tokenizer(SPATIALRGPT_SPECIALS, TINY_VOCAB)
+    write_tokenizer(
+        path / "llm",
+        tok,
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        extra_specials=[
+            "<image>",
+            "<mask>",
+            "<depth>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|end_of_text|>",
+        ],
+    )
     return path
+
+
+def _limit_for_shards(model, count: int) -> int:
+    """The smallest shard size that writes llm/ in exactly `count` shards (as the writer orders the tensors)."""
+    from ..checkpoint.layouts import routes, to_theirs
+    from ..checkpoint.writer import shard_plan
+
+    table = routes(model.cfg)
+    sizes = sorted(
+        (to_theirs(k, table)[1], t.numel() * t.element_size())
+        for k, t in model.state_dict().items()
+        if to_theirs(k, table)[0] == "llm"
+    )
+    total = sum(n for _, n in sizes)
+    for limit in range(max(n for _, n in sizes), total + 1, 64):
+        if len(shard_plan(sizes, limit)) <= count:
+            return limit
+    return total
+
+
+def _write_release_extras(path: Path, model, seed: int) -> None:
+    """What SpatialRGPT's release has beyond the tensors the model uses: the LLM's generation_config.json (both
+    end ids), the tower's preprocessor_config.json, and SigLIP's final norm and pooling head in the tower's
+    weights (seeded; SpatialRGPT never runs them)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    cfg = model.cfg
+    specials = SPATIALRGPT_SPECIALS
+    gen = {
+        "_from_model_config": True,
+        "bos_token_id": cfg.llm.bos_token_id,
+        "eos_token_id": [specials.index("<|end_of_text|>"), specials.index("<|eot_id|>")],
+        "transformers_version": "4.37.2",
+    }
+    (path / "llm" / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
+    s = cfg.vision.image_size
+    pre = {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(cfg.vision.image_mean),
+        "image_processor_type": "SiglipImageProcessor",
+        "image_std": list(cfg.vision.image_std),
+        "processor_class": "SiglipProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": s, "width": s},
+    }
+    (path / "vision_tower" / "preprocessor_config.json").write_text(json.dumps(pre, indent=2, sort_keys=True) + "\n")
+    c, f = cfg.vision.hidden_size, cfg.vision.intermediate_size
+    gen_t = torch.Generator().manual_seed(seed + 1)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(shape, generator=gen_t) * scale).contiguous()
+
+    head = {  # SiglipMultiheadAttentionPoolingHead and the post-encoder norm, as transformers names them
+        "vision_model.post_layernorm.weight": 1 + rnd(c, scale=0.1),
+        "vision_model.post_layernorm.bias": rnd(c, scale=0.1),
+        "vision_model.head.probe": rnd(1, 1, c),
+        "vision_model.head.attention.in_proj_weight": rnd(3 * c, c, scale=c**-0.5),
+        "vision_model.head.attention.in_proj_bias": rnd(3 * c, scale=0.1),
+        "vision_model.head.attention.out_proj.weight": rnd(c, c, scale=c**-0.5),
+        "vision_model.head.attention.out_proj.bias": rnd(c, scale=0.1),
+        "vision_model.head.layernorm.weight": 1 + rnd(c, scale=0.1),
+        "vision_model.head.layernorm.bias": rnd(c, scale=0.1),
+        "vision_model.head.mlp.fc1.weight": rnd(f, c, scale=c**-0.5),
+        "vision_model.head.mlp.fc1.bias": rnd(f, scale=0.1),
+        "vision_model.head.mlp.fc2.weight": rnd(c, f, scale=f**-0.5),
+        "vision_model.head.mlp.fc2.bias": rnd(c, scale=0.1),
+    }
+    file = path / "vision_tower" / "model.safetensors"
+    tensors = load_file(str(file))
+    tensors.update(head)
+    save_file({k: tensors[k] for k in sorted(tensors)}, str(file), metadata={"format": "pt"})

@@ -1,17 +1,21 @@
 """The nano RegionGPT: its config, its tokenizer, and the one command that reproduces it from nothing.
 
-    python -m rgpt_rt.train.nano --out runs/nano            # world -> tokenizer -> stage 1 -> stage 2
+    python -m rgpt_rt.train.nano --out runs/nano            # world -> ... -> stage 1 -> stage 2
     python -m rgpt_rt.train.nano --out runs/nano --install  # ... and copy the result into rgpt_rt/assets/nano
 
 Steps (each is skipped when its output exists, so a rerun resumes; the train steps resume themselves):
 1. the synthetic world's train split (seed 0) and test split (seed 1), `python -m rgpt_rt.data.world`;
 2. a byte-level BPE tokenizer trained on the train split's text and the chat template's words;
-3. the nano config (`nano_config`) as a llava config.json, the start of `--init-config`;
+3. the nano config (`nano_config`) as a llava config.json;
 4. the train split's tasks grouped into multi-turn conversations per image (`group_conversations`): the image
    is encoded once for several questions, and the first turn of every conversation is the single-question
    case that inference asks;
-5. stage 1 (align) and stage 2 (region instruct) with `python -m rgpt_rt.train`, the vision tower trained
-   in both (`--train-vision`), as separate processes so that each stage is exactly the documented command.
+5. the stand-ins for what RegionGPT starts from, a pre-trained CLIP and a pre-trained LLM: the vision tower
+   learns the world's objects (`python -m rgpt_rt.train.nano_vision`), then the LLaMA learns its chat text
+   (`python -m rgpt_rt.train.nano_text`); without them the model collapses into the language prior;
+6. stage 1 (align: the connectors) and stage 2 (region instruct: everything, the vision tower too with
+   `--train-vision`) with `python -m rgpt_rt.train`, as separate processes so that each stage is exactly the
+   documented command.
 Nothing here looks at the test split except writing it; the recipe's numbers were set on the train split.
 """
 
@@ -41,8 +45,11 @@ WEIGHT_FILES = ("config.json", "model.safetensors", "generation_config.json") + 
 # The recipe (set on the train split; the test split was never used to choose these).
 TRAIN_IMAGES, TEST_IMAGES = 4000, 500
 MAX_TURNS = 6
-STAGE1 = {"--lr": "1e-3", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "60"}
-STAGE2 = {"--lr": "1e-3", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "1100"}
+DETAIL_SHARE = 0.35  # of the objects' detail questions kept for training (they are 63% of all answer tokens)
+VISION = {"--steps": "300", "--batch": "32", "--lr": "1e-3"}
+TEXT = {"--steps": "250", "--batch": "32", "--lr": "1e-3"}
+STAGE1 = {"--lr": "1e-3", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "100"}
+STAGE2 = {"--lr": "3e-4", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "600"}
 
 
 def nano_config() -> ModelConfig:
@@ -117,14 +124,19 @@ def write_init_config(folder: Path) -> Path:
     return folder / "config.json"
 
 
-def group_conversations(tasks_file: Path, out: Path, max_turns: int = MAX_TURNS, seed: int = 0) -> int:
-    """Each image's questions, shuffled, in conversations of 1..max_turns turns (sizes drawn uniformly), written
-    in the training format; the regions follow the placeholders over the whole conversation. Returns the count."""
+def group_conversations(
+    tasks_file: Path, out: Path, max_turns: int = MAX_TURNS, detail_share: float = DETAIL_SHARE, seed: int = 0
+) -> int:
+    """Each image's questions (a `detail_share` sample of the detail ones), shuffled, in conversations of
+    1..max_turns turns (sizes drawn uniformly), written in the training format; the regions follow the
+    placeholders over the whole conversation. Returns the count."""
     rng = random.Random(seed)
     by_image: dict[str, list[dict]] = {}
     with open(tasks_file) as f:
         for raw in f:
             d = json.loads(raw)
+            if d["task"] == "detail" and rng.random() >= detail_share:
+                continue
             by_image.setdefault(d["image"], []).append(d)
     n = 0
     tmp = out.with_name(out.name + ".tmp")
@@ -142,6 +154,10 @@ def group_conversations(tasks_file: Path, out: Path, max_turns: int = MAX_TURNS,
                 n += 1
     tmp.replace(out)
     return n
+
+
+def _flags(d: dict[str, str]) -> list[str]:
+    return [x for kv in d.items() for x in kv]
 
 
 def _run(cmd: list[str], log) -> None:
@@ -176,19 +192,40 @@ def main(argv: list[str] | None = None) -> int:
     conv = world / "conversations_train.jsonl"
     if not conv.is_file():
         log(f"{group_conversations(world / 'tasks_train.jsonl', conv)} conversations: {conv}")
-    common = ["--data", str(conv), "--train-vision", "--parallel", "none", "--save-every", "200"]
+    vision = out / "vision"
+    if not (vision / "vision_pretraining.json").is_file():
+        instances, images = world / "annotations" / "instances_train.json", world / "train"
+        _run(
+            [py, "-m", "rgpt_rt.train.nano_vision", "--instances", str(instances), "--images", str(images)]
+            + ["--config", str(init), "--tokenizer", str(tok), "--out", str(vision)]
+            + _flags(VISION),
+            log,
+        )
+    text = out / "text"
+    if not (text / "text_pretraining.json").is_file():
+        _run(
+            [py, "-m", "rgpt_rt.train.nano_text", "--init", str(vision), "--data", str(conv), "--out", str(text)]
+            + ["--instances", str(world / "annotations" / "instances_train.json")]
+            + _flags(TEXT),
+            log,
+        )
+    common = ["--data", str(conv), "--parallel", "none", "--save-every", "150"]
     stage1, stage2 = out / "stage1", out / "stage2"
-    flags1 = [x for kv in STAGE1.items() for x in kv]
-    flags2 = [x for kv in STAGE2.items() for x in kv]
     _run(
-        [py, "-m", "rgpt_rt.train", "--stage", "1", "--init-config", str(init), "--tokenizer", str(tok)]
+        [py, "-m", "rgpt_rt.train", "--stage", "1", "--init", str(text)]
         + common
-        + flags1
+        + _flags(STAGE1)
         + ["--output", str(stage1)],
         log,
     )
     s1 = json.loads((stage1 / "summary.json").read_text())["checkpoint"]
-    _run([py, "-m", "rgpt_rt.train", "--stage", "2", "--init", s1] + common + flags2 + ["--output", str(stage2)], log)
+    _run(
+        [py, "-m", "rgpt_rt.train", "--stage", "2", "--init", s1, "--train-vision"]
+        + common
+        + _flags(STAGE2)
+        + ["--output", str(stage2)],
+        log,
+    )
     final = Path(json.loads((stage2 / "summary.json").read_text())["checkpoint"])
     log(f"trained in {time.time() - t0:.0f} s: {final}")
     if a.install:
