@@ -1,4 +1,4 @@
-"""Command line: `rgpt-rt describe|ask|demo` (also `python -m rgpt_rt ...`).
+"""Command line: `rgpt-rt describe|ask|demo|ui` (also `python -m rgpt_rt ...`).
 
 Every failure prints one line, `rgpt-rt: error: ...`, and exits non-zero (2: the command line or an input
 is wrong; 1: anything else; 130: interrupted). `--debug` or RGPT_RT_DEBUG=1 adds the traceback and the runtime's
@@ -532,6 +532,21 @@ def cmd_demo(args) -> int:
     return demo_nano(args)
 
 
+def cmd_ui(args) -> int:
+    if importlib.util.find_spec("gradio") is None:
+        raise RgptError("the demo needs gradio, which comes with the ui extra: pip install 'rgpt_rt[ui]'")
+    from .assets import NANO_MODEL
+
+    model = args.model or NANO_MODEL
+    if args.model is None and not Path(model).is_dir():
+        raise UsageError(f"the nano model is not in this install ({model}); pass a checkpoint: --model DIR")
+    rt = _runtime(args, _check_model(str(model)))
+    from .ui import serve
+
+    serve(rt, Path(model).name, host=args.host, port=args.port, max_new_tokens=args.max_new_tokens)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
@@ -607,6 +622,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="remake the cached checkpoint and rebuild the engine")
     _debug_arg(m, argparse.SUPPRESS)
     m.set_defaults(fn=cmd_demo)
+    u = sub.add_parser(
+        "ui",
+        help="the chatbot demo in the browser: draw regions on an image and talk about them (needs the ui extra)",
+        description="Serve the chatbot demo (Gradio): pick a shipped scene or upload an image, draw boxes, paint "
+        "masks or paste COCO RLEs, and ask about <region1>, <region2>... (streamed answers, multi-turn), or run "
+        "describe, brief, classify and refer on them.",
+        epilog="example: rgpt-rt ui --port 7860, then open http://127.0.0.1:7860\n\n" + ENVIRONMENT,
+        formatter_class=fmt,
+    )
+    u.add_argument("--model", default=None, metavar="DIR", help="checkpoint or engine directory (default: nano model)")
+    u.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "trt"], help="as for describe")
+    u.add_argument("--device", default="cpu", metavar="cpu|cuda[:N]", help="torch backend device (default cpu)")
+    u.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="torch backend weight dtype")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    u.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="longest answer (default 128)")
+    _debug_arg(u, argparse.SUPPRESS)
+    u.set_defaults(fn=cmd_ui)
     return parser
 
 
