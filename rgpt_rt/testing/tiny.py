@@ -31,7 +31,8 @@ from ..config import (
 from .tokenizer import LLAVA_SPECIALS, VILA_SPECIALS, train_tokenizer, write_tokenizer
 
 TINY_VOCAB = 512
-# SpatialRGPT's tokenizer: Llama-3's control tokens plus `<mask>` and `<depth>` (added by its builder).
+# SpatialRGPT's tokenizer: Llama-3's control tokens plus `<mask>` and `<depth>` (added by its builder; `<depth>`
+# takes the last id).
 SPATIALRGPT_SPECIALS = VILA_SPECIALS + ["<depth>"]
 VILA_LLM_SHARDS = 4  # the release's llm/ is four shards
 
@@ -146,6 +147,8 @@ def init_random_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     """
     gen = torch.Generator().manual_seed(seed)
     for name, p in sorted(model.named_parameters()):
+        if name.startswith("depth_projector."):
+            continue  # drawn last (below), so the other weights do not depend on whether depth is enabled
         leaf = name.rsplit(".", 1)[-1]
         if "norm" in name or "layrnorm" in name or (name.startswith("refiner.1.")):
             val = (1.0 if leaf == "weight" else 0.0) + 0.1 * torch.randn(p.shape, generator=gen)
@@ -159,6 +162,11 @@ def init_random_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
                 fan_in = p.shape[0]
             val = torch.randn(p.shape, generator=gen) / math.sqrt(fan_in)
         p.copy_(val.to(p.dtype))
+    depth = getattr(model, "depth_projector", None)
+    if depth is not None:
+        g2 = torch.Generator().manual_seed(seed + 7919)
+        depth.weight.copy_(torch.randn(depth.weight.shape, generator=g2) / math.sqrt(depth.weight.shape[1]))
+        depth.bias.copy_(0.1 * torch.randn(depth.bias.shape, generator=g2))
     return model
 
 
@@ -194,7 +202,9 @@ def make_tiny_checkpoint(
     limit = _limit_for_shards(model, VILA_LLM_SHARDS) if max_shard_bytes is None else max_shard_bytes
     save_checkpoint(model, path, max_shard_bytes={"llm": limit})
     _write_release_extras(path, model, seed)
-    tok = train_tokenizer(SPATIALRGPT_SPECIALS, TINY_VOCAB)
+    # SpatialRGPT's builder appends `<depth>` after the LLM's vocabulary: the last id here (the others keep theirs).
+    tok = train_tokenizer(VILA_SPECIALS, TINY_VOCAB - 1)
+    tok.add_special_tokens(["<depth>"])
     write_tokenizer(
         path / "llm",
         tok,
