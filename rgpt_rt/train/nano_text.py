@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from ..prompts import IMAGE, build_prompt
 from .model import TrainModel
+from .recipe import lr_lambda
 
 
 def region_words(ann: dict, w: int, h: int) -> str:
@@ -104,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
-    warm = max(1, a.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (a.steps - warm)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(a.steps, warmup_ratio=0.05))
     recent: list[float] = []
     for step in range(a.steps):
         pick = rng.choice(len(seqs), a.batch, replace=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from ..data.scene import COLORS, PATTERNS, SHAPES, SIZES
 from ..inputs import load_frame, preprocess_frame, preprocess_masks, rle_decode
 from ..model.region import region_pool
+from .recipe import lr_lambda
 
 HEADS = {"shape": list(SHAPES), "color": list(COLORS), "size": list(SIZES), "pattern": list(PATTERNS)}
 
@@ -79,10 +79,7 @@ def pretrain(model, data, steps: int, batch: int, lr: float, seed: int, log) -> 
     heads = Heads(cfg.vision.hidden_size)
     params = [*model.vision.parameters(), *model.refiner.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - warm)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, warmup_ratio=0.05))
     model.vision.train()
     model.refiner.train()
     recent: list[dict[str, float]] = []
