@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "tests" / "gpu"
-SCRIPTS = ["fast_path.sh", "check.sh"]
+SCRIPTS = ["fast_path.sh", "check.sh", "nano_tower.sh"]
 SELECTIONS = ["fast_path_tests.txt", "compile_tests.txt", "memcheck_tests.txt"]
 ONE_COMMAND_S = 540  # 9 minutes: the device tool's 10-minute command, less the machine's start and transfers
 MAX_OUT_FILES = 8

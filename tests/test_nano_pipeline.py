@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from rgpt_rt.checkpoint.loader import load_model
@@ -35,7 +36,16 @@ def test_the_nano_steps_run_and_train_what_they_say(tmp_path):
     vision = tmp_path / "vision"
     args = ["--instances", str(world / "annotations" / "instances_train.json"), "--images", str(world / "train")]
     args += ["--config", str(init), "--tokenizer", str(tmp_path / "tok"), "--out", str(vision)]
-    assert nano_vision.main(args + ["--steps", "2", "--batch", "4"]) == 0
+    assert nano_vision.main(args + ["--steps", "2", "--batch", "4", "--held-out", "2"]) == 0
+    report = json.loads((vision / "vision_pretraining.json").read_text())
+    held = report["held_out"]
+    assert held["images"] == 2 and held["regions"] > 0
+    assert set(held["accuracy"]) == {"shape", "color", "size", "pattern"}
+    assert all(0.0 <= v <= 1.0 for v in held["accuracy"].values())
+    confusion = held["shape_confusion"]
+    assert sum(n for row in confusion.values() for n in row.values()) == held["regions"]
+    hits = sum(row.get(t, 0) for t, row in confusion.items())
+    assert abs(hits / held["regions"] - held["accuracy"]["shape"]) < 1e-9
     text = tmp_path / "text"
     rc = nano_text.main(
         ["--init", str(vision), "--data", str(conv), "--instances", args[1], "--out", str(text)]
@@ -56,3 +66,40 @@ def test_the_nano_steps_run_and_train_what_they_say(tmp_path):
         )
         == "large red star left top"
     )
+
+
+def test_nano_vision_refuses_unpaired_shards_and_a_held_out_split_as_large_as_the_data(tmp_path):
+    import pytest
+
+    world = tmp_path / "world"
+    generate_split(world, "train", 2, seed=3)
+    init = nano.write_init_config(tmp_path / "init")
+    base = ["--config", str(init), "--tokenizer", str(tmp_path), "--out", str(tmp_path / "v"), "--steps", "1"]
+    ins, img = str(world / "annotations" / "instances_train.json"), str(world / "train")
+    with pytest.raises(SystemExit):
+        nano_vision.main(base + ["--instances", ins, "--instances", ins, "--images", img])
+    with pytest.raises(SystemExit):
+        nano_vision.main(base + ["--instances", ins, "--images", img, "--held-out", "2"])
+
+
+def test_the_batched_pooling_of_the_vision_pre_training_is_region_pool(tmp_path):
+    from rgpt_rt.model.region import region_pool
+    from rgpt_rt.train.init import load_start_model
+
+    world = tmp_path / "world"
+    generate_split(world, "train", 4, seed=5)
+    cfg = nano.nano_config()
+    model = load_start_model(cfg, None, 0, log=lambda *a: None).eval()
+    data = nano_vision.load_instances(world / "annotations" / "instances_train.json", world / "train", cfg)
+    idx = [2, 0, 3]
+    with torch.no_grad():
+        got = nano_vision._pooled(model, data, idx, "cpu", bf16=False)
+        refined = model.refiner(model.vision(torch.from_numpy(np.stack([data[i][0] for i in idx]))))
+        want = torch.cat(
+            [
+                region_pool(refined[b], torch.from_numpy(data[i][1]), cfg.region.image_grid, cfg.region.mask_eps)[1]
+                for b, i in enumerate(idx)
+            ]
+        )
+    assert got.shape == want.shape and got.shape[0] == sum(len(data[i][1]) for i in idx)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

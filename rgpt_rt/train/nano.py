@@ -47,6 +47,7 @@ TRAIN_IMAGES, TEST_IMAGES = 4000, 500
 MAX_TURNS = 6
 DETAIL_SHARE = 0.35  # of the objects' detail questions kept for training (they are 63% of all answer tokens)
 VISION = {"--steps": "300", "--batch": "32", "--lr": "1e-3"}
+VISION_HELD_OUT = 200  # train-split images the tower never trains on (its accuracy report); at most a tenth
 TEXT = {"--steps": "250", "--batch": "32", "--lr": "1e-3"}
 STAGE1 = {"--lr": "1e-3", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "100"}
 STAGE2 = {"--lr": "3e-4", "--global-batch": "32", "--micro-batch": "16", "--max-steps": "600"}
@@ -198,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         _run(
             [py, "-m", "rgpt_rt.train.nano_vision", "--instances", str(instances), "--images", str(images)]
             + ["--config", str(init), "--tokenizer", str(tok), "--out", str(vision)]
-            + _flags(VISION),
+            + _flags(VISION)
+            + ["--held-out", str(min(VISION_HELD_OUT, a.train_images // 10))],
             log,
         )
     text = out / "text"

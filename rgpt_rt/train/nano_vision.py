@@ -15,6 +15,7 @@ region's centre (squared error). The heads are dropped; the tower and refinement
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -27,7 +28,7 @@ from torch import nn
 
 from ..data.scene import COLORS, PATTERNS, SHAPES, SIZES
 from ..inputs import load_frame, preprocess_frame, preprocess_masks, rle_decode
-from ..model.region import region_pool
+from ..model.region import bilinear_matrix
 from .recipe import lr_lambda
 
 HEADS = {"shape": list(SHAPES), "color": list(COLORS), "size": list(SIZES), "pattern": list(PATTERNS)}
@@ -61,22 +62,85 @@ class Heads(nn.Module):
         self.centre = nn.Linear(c, 2)
 
     def forward(self, r: torch.Tensor, labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, acc = torch.zeros(()), {}
+        loss, acc = r.new_zeros(()), {}
         for k, head in self.cls.items():
             logits = head(r)
             loss = loss + F.cross_entropy(logits, labels[k])
             acc[k] = float((logits.argmax(-1) == labels[k]).float().mean())
-        err = F.mse_loss(self.centre(r), labels["centre"])
+        err = F.mse_loss(self.centre(r), labels["centre"].float())
         acc["centre_rmse"] = float(err.detach().sqrt())
         return loss + 10.0 * err, acc
 
 
-def pretrain(model, data, steps: int, batch: int, lr: float, seed: int, log) -> dict[str, float]:
-    """Train model.vision and model.refiner (and the heads) for `steps` steps of `batch` images."""
+@functools.lru_cache(maxsize=8)
+def _resampling(out_size: int, in_size: int, device: str) -> torch.Tensor:
+    return bilinear_matrix(out_size, in_size, device=device)
+
+
+def _pooled(model, data, idx, device: str, bf16: bool) -> torch.Tensor:
+    """Mask-pooled region vectors [sum N, C] of the images `idx`: the model's refinement, then the region branch
+    of `region_pool` for the whole batch at once (the same arithmetic; tests/test_nano_pipeline.py checks it)."""
+    cfg = model.cfg
+    pixels = torch.from_numpy(np.stack([data[i][0] for i in idx])).to(device)
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+        refined = model.refiner(model.vision(pixels))
+    refined = refined.float()  # [B, C, H, W]
+    masks = torch.from_numpy(np.concatenate([data[i][1] for i in idx])).to(device).float()  # [sum N, Hm, Wm]
+    owner = torch.tensor([b for b, i in enumerate(idx) for _ in range(len(data[i][1]))], device=device)
+    h, w = refined.shape[2:]
+    ry, rx = _resampling(h, masks.shape[1], device), _resampling(w, masks.shape[2], device)
+    weights = torch.einsum("yh,nhw,xw->nyx", ry, masks, rx)
+    total = weights.sum(dim=(1, 2))
+    return torch.einsum("nyx,ncyx->nc", weights, refined[owner]) / (total + cfg.region.mask_eps)[:, None]
+
+
+def _labels(data, idx, device: str) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.concatenate([data[i][2][k] for i in idx])).to(device) for k in (*HEADS, "centre")}
+
+
+@torch.no_grad()
+def evaluate(model, heads: Heads, data, device: str = "cpu", bf16: bool = False, chunk: int = 64) -> dict:
+    """Accuracy of every head on `data` (images never trained on) and the shape confusion {true: {predicted: n}}."""
+    was = model.training
+    model.eval()
+    hits = {k: 0 for k in HEADS}
+    confusion: dict[str, dict[str, int]] = {s: {} for s in HEADS["shape"]}
+    n = 0
+    for s in range(0, len(data), chunk):
+        idx = list(range(s, min(s + chunk, len(data))))
+        regions, labels = _pooled(model, data, idx, device, bf16), _labels(data, idx, device)
+        n += len(regions)
+        for k, head in heads.cls.items():
+            pred = head(regions).argmax(-1)
+            hits[k] += int((pred == labels[k]).sum())
+            if k == "shape":
+                for t, p in zip(labels[k].tolist(), pred.tolist()):
+                    row = confusion[HEADS["shape"][t]]
+                    row[HEADS["shape"][p]] = row.get(HEADS["shape"][p], 0) + 1
+    model.train(was)
+    return {"regions": n, "accuracy": {k: hits[k] / max(n, 1) for k in HEADS}, "shape_confusion": confusion}
+
+
+def pretrain(
+    model,
+    data,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    log,
+    device: str = "cpu",
+    bf16: bool = False,
+    held=None,
+    eval_every: int = 0,
+) -> tuple[dict[str, float], Heads]:
+    """Train model.vision and model.refiner (and the heads) for `steps` steps of `batch` images; every
+    `eval_every` steps (and at the end) log the heads' accuracy on `held` when given. Returns the last 20 steps'
+    mean metrics and the heads."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    cfg = model.cfg
-    heads = Heads(cfg.vision.hidden_size)
+    heads = Heads(model.cfg.vision.hidden_size).to(device)
+    model.to(device)
     params = [*model.vision.parameters(), *model.refiner.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, warmup_ratio=0.05))
@@ -85,32 +149,32 @@ def pretrain(model, data, steps: int, batch: int, lr: float, seed: int, log) -> 
     recent: list[dict[str, float]] = []
     for step in range(steps):
         idx = rng.choice(len(data), batch, replace=False)
-        pixels = torch.from_numpy(np.stack([data[i][0] for i in idx]))
-        refined = model.refiner(model.vision(pixels))
-        regions = torch.cat(
-            [
-                region_pool(refined[b], torch.from_numpy(data[i][1]), cfg.region.image_grid, cfg.region.mask_eps)[1]
-                for b, i in enumerate(idx)
-            ]
-        )
-        labels = {k: torch.from_numpy(np.concatenate([data[i][2][k] for i in idx])) for k in (*HEADS, "centre")}
-        loss, acc = heads(regions, labels)
+        loss, acc = heads(_pooled(model, data, idx, device, bf16), _labels(data, idx, device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        recent = (recent + [{"loss": float(loss), **acc}])[-20:]
+        recent = (recent + [{"loss": float(loss.detach()), **acc}])[-20:]
         if (step + 1) % 25 == 0 or step + 1 == steps:
             mean = {k: round(float(np.mean([r[k] for r in recent])), 3) for k in recent[0]}
             log(f"vision step {step + 1}/{steps}: {mean}")
-    return {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}
+        if held and eval_every and (step + 1) % eval_every == 0 and step + 1 != steps:
+            got = evaluate(model, heads, held, device, bf16)["accuracy"]
+            log(f"held-out at step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in got.items()))
+    return {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}, heads
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rgpt_rt.train.nano_vision", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--instances", required=True, help="COCO instances JSON of the world's train split")
-    ap.add_argument("--images", required=True, help="its image directory")
+    ap.add_argument(
+        "--instances",
+        required=True,
+        action="append",
+        help="COCO instances JSON of the world's "
+        "train split (repeat it, each with its --images, to train on several shards)",
+    )
+    ap.add_argument("--images", required=True, action="append", help="its image directory")
     ap.add_argument("--config", required=True, help="llava config.json of the model")
     ap.add_argument("--tokenizer", required=True, help="tokenizer directory (copied into the output checkpoint)")
     ap.add_argument("--out", required=True, help="checkpoint to write: random LLM and connector, trained tower")
@@ -118,6 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--held-out",
+        type=int,
+        default=0,
+        help="keep the split's last N images out of training and "
+        "report every head's accuracy on them (and the shape confusion)",
+    )
+    ap.add_argument("--eval-every", type=int, default=0, help="also report the held-out accuracy every N steps")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] (the tower's pre-training only)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the tower (weights stay fp32)")
     a = ap.parse_args(argv)
     t0 = time.time()
 
@@ -127,18 +201,32 @@ def main(argv: list[str] | None = None) -> int:
     from ..checkpoint import save_checkpoint
     from .init import TOKENIZER_FILES, load_start_model, read_start_config
 
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {a.device}: this torch sees no CUDA device")
     cfg = read_start_config(None, a.config)
     model = load_start_model(cfg, None, a.seed, log=log)
-    data = load_instances(Path(a.instances), Path(a.images), cfg)
-    log(f"{len(data)} images, {sum(len(d[1]) for d in data)} objects")
-    final = pretrain(model, data, a.steps, a.batch, a.lr, a.seed, log)
+    if len(a.instances) != len(a.images):
+        ap.error(f"{len(a.instances)} --instances but {len(a.images)} --images: give one image directory for each")
+    data = [d for ins, img in zip(a.instances, a.images) for d in load_instances(Path(ins), Path(img), cfg)]
+    if not 0 <= a.held_out < len(data):
+        ap.error(f"--held-out {a.held_out}: the split has {len(data)} images with objects")
+    held, data = (data[len(data) - a.held_out :], data[: len(data) - a.held_out]) if a.held_out else ([], data)
+    log(f"{len(data)} images, {sum(len(d[1]) for d in data)} objects; {len(held)} held-out images")
+    final, heads = pretrain(
+        model, data, a.steps, a.batch, a.lr, a.seed, log, a.device, a.bf16, held=held, eval_every=a.eval_every
+    )
+    report = {"steps": a.steps, "batch": a.batch, "lr": a.lr, "final": final}
+    if held:
+        report["held_out"] = {"images": len(held), **evaluate(model, heads, held, a.device, a.bf16)}
+        log("held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in report["held_out"]["accuracy"].items()))
+    model.cpu()
     out = Path(a.out)
     save_checkpoint(model.eval(), out)
     for name in TOKENIZER_FILES:
         src = Path(a.tokenizer) / name
         if src.is_file():
             (out / name).write_bytes(src.read_bytes())
-    (out / "vision_pretraining.json").write_text(json.dumps({"steps": a.steps, "final": final}, indent=1) + "\n")
+    (out / "vision_pretraining.json").write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {out}")
     return 0
 
