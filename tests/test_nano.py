@@ -20,9 +20,7 @@ from rgpt_rt.data.world import generate_split
 from rgpt_rt.eval import evaluate, world_items
 from rgpt_rt.eval.datasets import select
 
-pytestmark = pytest.mark.skipif(
-    not (NANO_MODEL / "config.json").is_file(), reason="the nano model is not shipped yet (issue 13 is open)"
-)
+pytestmark = pytest.mark.skipif(not (NANO_MODEL / "config.json").is_file(), reason="no nano model shipped (issue 13)")
 IMAGES = 24
 GOALS = {("category", "accuracy"): 0.95, ("refer", "accuracy"): 0.90, ("reasoning", "accuracy"): 0.90}
 GOALS[("brief", "exact_match")] = 0.80
