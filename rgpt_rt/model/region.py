@@ -79,6 +79,13 @@ def bilinear_matrix(out_size: int, in_size: int, dtype=torch.float32, device=Non
     return m
 
 
+def mask_weights(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Soft masks [N, Hm, Wm] bilinearly resized (align_corners=False) to the map's grid: float32 [N, h, w]."""
+    ry = bilinear_matrix(h, masks.shape[1], device=masks.device)
+    rx = bilinear_matrix(w, masks.shape[2], device=masks.device)
+    return torch.einsum("yh,nhw,xw->nyx", ry, masks.float(), rx)
+
+
 def region_pool(
     feature_map: torch.Tensor, masks: torch.Tensor, image_grid: int, eps: float = 1e-8
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +108,7 @@ def region_pool(
     image = torch.einsum("ih,chw,jw->ijc", py, f, px).reshape(image_grid * image_grid, c)
     if n == 0:
         return image.to(feature_map.dtype), f.new_zeros(0, c).to(feature_map.dtype)
-    ry, rx = bilinear_matrix(h, hm, device=dev), bilinear_matrix(w, wm, device=dev)
-    weights = torch.einsum("yh,nhw,xw->nyx", ry, masks.float(), rx)  # [N, H, W] masks on the map's grid
+    weights = mask_weights(masks, h, w)  # [N, H, W] masks on the map's grid
     total = weights.sum(dim=(1, 2))  # [N]
     regions = torch.einsum("nyx,cyx->nc", weights, f) / (total + eps)[:, None]
     return image.to(feature_map.dtype), regions.to(feature_map.dtype)

@@ -15,7 +15,6 @@ region's centre (squared error). The heads are dropped; the tower and refinement
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from torch import nn
 
 from ..data.scene import COLORS, PATTERNS, SHAPES, SIZES
 from ..inputs import load_frame, preprocess_frame, preprocess_masks, rle_decode
-from ..model.region import bilinear_matrix
+from ..model.region import mask_weights
 from .recipe import lr_lambda
 
 HEADS = {"shape": list(SHAPES), "color": list(COLORS), "size": list(SIZES), "pattern": list(PATTERNS)}
@@ -72,11 +71,6 @@ class Heads(nn.Module):
         return loss + 10.0 * err, acc
 
 
-@functools.lru_cache(maxsize=8)
-def _resampling(out_size: int, in_size: int, device: str) -> torch.Tensor:
-    return bilinear_matrix(out_size, in_size, device=device)
-
-
 def _pooled(model, data, idx, device: str, bf16: bool) -> torch.Tensor:
     """Mask-pooled region vectors [sum N, C] of the images `idx`: the model's refinement, then the region branch
     of `region_pool` for the whole batch at once (the same arithmetic; tests/test_nano_pipeline.py checks it)."""
@@ -87,9 +81,7 @@ def _pooled(model, data, idx, device: str, bf16: bool) -> torch.Tensor:
     refined = refined.float()  # [B, C, H, W]
     masks = torch.from_numpy(np.concatenate([data[i][1] for i in idx])).to(device).float()  # [sum N, Hm, Wm]
     owner = torch.tensor([b for b, i in enumerate(idx) for _ in range(len(data[i][1]))], device=device)
-    h, w = refined.shape[2:]
-    ry, rx = _resampling(h, masks.shape[1], device), _resampling(w, masks.shape[2], device)
-    weights = torch.einsum("yh,nhw,xw->nyx", ry, masks, rx)
+    weights = mask_weights(masks, *refined.shape[2:])  # [sum N, H, W], as region_pool weighs them
     total = weights.sum(dim=(1, 2))
     return torch.einsum("nyx,ncyx->nc", weights, refined[owner]) / (total + cfg.region.mask_eps)[:, None]
 
@@ -119,6 +111,10 @@ def evaluate(model, heads: Heads, data, device: str = "cpu", bf16: bool = False,
                     row[HEADS["shape"][p]] = row.get(HEADS["shape"][p], 0) + 1
     model.train(was)
     return {"regions": n, "accuracy": {k: hits[k] / max(n, 1) for k in HEADS}, "shape_confusion": confusion}
+
+
+def _line(accuracy: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items())
 
 
 def pretrain(
@@ -160,8 +156,7 @@ def pretrain(
             mean = {k: round(float(np.mean([r[k] for r in recent])), 3) for k in recent[0]}
             log(f"vision step {step + 1}/{steps}: {mean}")
         if held and eval_every and (step + 1) % eval_every == 0 and step + 1 != steps:
-            got = evaluate(model, heads, held, device, bf16)["accuracy"]
-            log(f"held-out at step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in got.items()))
+            log(f"held-out at step {step + 1}: {_line(evaluate(model, heads, held, device, bf16)['accuracy'])}")
     return {k: float(np.mean([r[k] for r in recent])) for k in recent[0]}, heads
 
 
@@ -218,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"steps": a.steps, "batch": a.batch, "lr": a.lr, "final": final}
     if held:
         report["held_out"] = {"images": len(held), **evaluate(model, heads, held, a.device, a.bf16)}
-        log("held-out: " + ", ".join(f"{k} {v:.3f}" for k, v in report["held_out"]["accuracy"].items()))
+        log(f"held-out: {_line(report['held_out']['accuracy'])}")
     model.cpu()
     out = Path(a.out)
     save_checkpoint(model.eval(), out)
